@@ -1,0 +1,51 @@
+// Package session is session middleware for net/http, backed by Redis or
+// by memory.
+//
+// A signed and encrypted cookie carries an opaque 256-bit token; the token's
+// SHA-256 names one Redis hash per session, kept under the user's ID once
+// they log in. Sessions end after IdleTimeout without use and after
+// Lifetime in any case, both enforced by the store.
+//
+//	m, err := session.New(session.Options{
+//		Store:   session.NewRedisStore(redisClient, session.RedisOptions{}),
+//		Secrets: [][]byte{secret}, // 32+ random bytes, newest first
+//	})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	http.ListenAndServe(addr, m.Middleware(mux))
+//
+// Inside a handler:
+//
+//	s, err := m.Load(r.Context())     // first call reads the store
+//	s.Set("cart", "3 apples")         // saved, field by field, before the first byte
+//	err = s.Login(r.Context(), "u42") // new token; the old cookie is dead
+//	err = s.Logout(r.Context())       // deleted everywhere; cookie cleared
+//
+// # What a request costs
+//
+// A request that never calls Load decodes no cookie and makes no store call.
+// Reading an existing session is one Redis round trip (one Lua script that
+// reads, slides the idle TTL and, at most once per TouchInterval, records
+// last-seen); changing it is one more, which writes only the changed fields.
+//
+// # Security
+//
+//   - Fail closed: a missing, forged, expired, revoked or ambiguous cookie is
+//     an anonymous session, never an error and never someone else's. A cookie
+//     whose MAC fails costs no store call.
+//   - Tokens are never adopted: a session is only ever created with a fresh
+//     token, and Login and Renew replace it.
+//   - Nothing is resurrected: every write is a script that does nothing if
+//     the session has ended, so a request in flight cannot bring back a
+//     session that was logged out or revoked.
+//   - The token never reaches the store or the logs; stores see its SHA-256,
+//     logs a keyed hash.
+//   - Cookies default to __Host-session, Secure, HttpOnly, SameSite=Lax,
+//     Path=/. Responses that set one carry Cache-Control: no-store.
+//
+// What the application must still do: serve over TLS, protect state-changing
+// requests against CSRF (SameSite=Lax helps; http.CrossOriginProtection
+// does more), keep the secrets secret, and call Login only after
+// authenticating the user and Renew when their privileges change.
+package session

@@ -1,0 +1,507 @@
+// Package sessiontest checks that a session.Store keeps the contract written
+// in the Store interface's doc comments, and offers helpers for tests that
+// need a real Redis.
+//
+//	func TestMyStore(t *testing.T) {
+//		sessiontest.RunStoreTests(t, sessiontest.Harness{
+//			New:     func(t *testing.T) session.Store { return newMyStore(t) },
+//			Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
+//			Unit:    50 * time.Millisecond,
+//		})
+//	}
+package sessiontest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/session"
+)
+
+// Harness tells RunStoreTests how to make a store and move its clock.
+type Harness struct {
+	// New returns an empty store for one test. Required.
+	New func(t *testing.T) session.Store
+	// Advance moves the store's clock forward by d. Required.
+	Advance func(t *testing.T, d time.Duration)
+	// Run runs one test body; nil means f(t). A store on fake time wraps
+	// the body here (synctest.Test), so New and Advance run inside it.
+	Run func(t *testing.T, f func(t *testing.T))
+	// Unit scales every duration in the tests: the idle timeout is 10
+	// units, the lifetime 30, the touch interval 2. Default 1s; a store on
+	// real time wants it small.
+	Unit time.Duration
+	// Skip names tests to skip, with the reason: for a test double whose
+	// backend behaves differently from the real one.
+	Skip map[string]string
+}
+
+// NewKey returns a key with a fresh, well-formed hash, as the Manager makes.
+func NewKey(userID string) session.Key {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	sum := sha256.Sum256(b[:])
+	return session.Key{UserID: userID, Hash: base64.RawURLEncoding.EncodeToString(sum[:])}
+}
+
+// RunStoreTests runs the conformance suite against the store h makes.
+func RunStoreTests(t *testing.T, h Harness) {
+	if h.New == nil || h.Advance == nil {
+		t.Fatal("sessiontest: Harness needs New and Advance")
+	}
+	if h.Run == nil {
+		h.Run = func(t *testing.T, f func(t *testing.T)) { f(t) }
+	}
+	if h.Unit == 0 {
+		h.Unit = time.Second
+	}
+	for _, tc := range storeTests {
+		t.Run(tc.name, func(t *testing.T) {
+			if why, ok := h.Skip[tc.name]; ok {
+				t.Skip(why)
+			}
+			h.Run(t, func(t *testing.T) {
+				u := h.Unit
+				e := &env{
+					t:     t,
+					store: h.New(t),
+					ctx:   context.Background(),
+					unit:  u,
+					p:     session.Policy{IdleTimeout: 10 * u, Lifetime: 30 * u, TouchInterval: 2 * u},
+					wait:  func(d time.Duration) { h.Advance(t, d) },
+				}
+				tc.run(e)
+			})
+		})
+	}
+}
+
+// env is what one conformance test works with.
+type env struct {
+	t     *testing.T
+	store session.Store
+	ctx   context.Context
+	unit  time.Duration
+	p     session.Policy
+	wait  func(time.Duration)
+}
+
+func (e *env) create(k session.Key, values map[string]string) session.Record {
+	e.t.Helper()
+	rec, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "id-" + k.Hash[:8], UserAgent: "ua", IP: "192.0.2.1"}, Values: values}, e.p)
+	if err != nil {
+		e.t.Fatalf("Create: %v", err)
+	}
+	return rec
+}
+
+func (e *env) load(k session.Key) session.Record {
+	e.t.Helper()
+	rec, err := e.store.Load(e.ctx, k, session.Client{UserAgent: "ua", IP: "192.0.2.1"}, e.p)
+	if err != nil {
+		e.t.Fatalf("Load: %v", err)
+	}
+	return rec
+}
+
+func (e *env) mustBeGone(k session.Key) {
+	e.t.Helper()
+	if _, err := e.store.Load(e.ctx, k, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {
+		e.t.Fatalf("Load of an ended session: err = %v, want ErrNotFound", err)
+	}
+}
+
+func (e *env) ids(userID string) []string {
+	e.t.Helper()
+	list, err := e.store.List(e.ctx, userID)
+	if err != nil {
+		e.t.Fatalf("List(%q): %v", userID, err)
+	}
+	var ids []string
+	for _, in := range list {
+		ids = append(ids, in.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// IncrOverflowTest names the test of Incr past the int64 range, for
+// Harness.Skip: miniredis wraps around where Redis refuses.
+const IncrOverflowTest = "incr of a non-integer or past the int64 range fails with ErrNotInteger"
+
+var storeTests = []struct {
+	name string
+	run  func(e *env)
+}{
+	{"a created session loads with its values and metadata", func(e *env) {
+		k := NewKey("")
+		created := e.create(k, map[string]string{"a": "1", "b": ""})
+		got := e.load(k)
+		if !maps.Equal(got.Values, map[string]string{"a": "1", "b": ""}) {
+			e.t.Errorf("Values = %v", got.Values)
+		}
+		if got.ID != "id-"+k.Hash[:8] || got.UserID != "" || got.UserAgent != "ua" || got.IP != "192.0.2.1" {
+			e.t.Errorf("metadata = %+v", got)
+		}
+		if got.Created.IsZero() || !got.Created.Equal(created.Created) {
+			e.t.Errorf("Created = %v, Create said %v", got.Created, created.Created)
+		}
+		if d := got.Expires.Sub(got.Created); d != e.p.Lifetime {
+			e.t.Errorf("Expires - Created = %v, want the lifetime %v", d, e.p.Lifetime)
+		}
+	}},
+	{"values with reserved-looking names are kept apart from metadata", func(e *env) {
+		k := NewKey("u1")
+		vals := map[string]string{"@id": "x", "@u": "other", "@x": "0", "@g": "", "v:a": "y", "": "empty name"}
+		e.create(k, vals)
+		got := e.load(k)
+		if !maps.Equal(got.Values, vals) || got.UserID != "u1" || got.ID != "id-"+k.Hash[:8] {
+			e.t.Errorf("got %+v", got)
+		}
+	}},
+	{"an unknown or malformed key is not found", func(e *env) {
+		for _, k := range []session.Key{NewKey(""), NewKey("u1"), {Hash: ""}, {Hash: "../x"}, {Hash: "*"}, {UserID: "u", Hash: "a:b"}} {
+			if _, err := e.store.Load(e.ctx, k, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {
+				e.t.Errorf("Load(%q): err = %v, want ErrNotFound", k, err)
+			}
+			if err := e.store.Update(e.ctx, k, session.Change{Set: map[string]string{"a": "1"}}, e.p); !errors.Is(err, session.ErrNotFound) {
+				e.t.Errorf("Update(%q): err = %v, want ErrNotFound", k, err)
+			}
+		}
+	}},
+	{"a session asked for under another user is not found", func(e *env) {
+		k := NewKey("alice")
+		e.create(k, map[string]string{"secret": "alice's"})
+		for _, other := range []string{"", "bob", "alice ", "Alice"} {
+			if _, err := e.store.Load(e.ctx, session.Key{UserID: other, Hash: k.Hash}, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {
+				e.t.Errorf("Load as %q: err = %v, want ErrNotFound", other, err)
+			}
+		}
+		e.load(k)
+	}},
+	{"an invalid user ID is refused", func(e *env) {
+		for _, id := range []string{string(make([]byte, session.MaxUserIDLength+1))} {
+			if _, err := e.store.Create(e.ctx, NewKey(id), session.Record{}, e.p); !errors.Is(err, session.ErrInvalidUserID) {
+				e.t.Errorf("Create for a %d-byte user: err = %v, want ErrInvalidUserID", len(id), err)
+			}
+		}
+		if _, err := e.store.List(e.ctx, ""); !errors.Is(err, session.ErrInvalidUserID) {
+			e.t.Errorf("List(\"\"): err = %v, want ErrInvalidUserID", err)
+		}
+		if _, err := e.store.RevokeAll(e.ctx, "", session.Key{}); !errors.Is(err, session.ErrInvalidUserID) {
+			e.t.Errorf("RevokeAll(\"\"): err = %v, want ErrInvalidUserID", err)
+		}
+	}},
+	{"an update writes only the named fields", func(e *env) {
+		k := NewKey("")
+		e.create(k, map[string]string{"keep": "1", "change": "1", "drop": "1"})
+		err := e.store.Update(e.ctx, k, session.Change{Set: map[string]string{"change": "2", "new": "3"}, Delete: []string{"drop", "never-there"}}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		want := map[string]string{"keep": "1", "change": "2", "new": "3"}
+		if got := e.load(k).Values; !maps.Equal(got, want) {
+			e.t.Errorf("Values = %v, want %v", got, want)
+		}
+	}},
+	{"concurrent updates of different fields lose nothing", func(e *env) {
+		k := NewKey("u1")
+		e.create(k, nil)
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Go(func() {
+				if err := e.store.Update(e.ctx, k, session.Change{Set: map[string]string{fmt.Sprint("f", i): fmt.Sprint(i)}}, e.p); err != nil {
+					e.t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := e.load(k).Values; len(got) != 100 {
+			e.t.Errorf("%d fields survived, want 100", len(got))
+		}
+	}},
+	{"a write after delete does not resurrect the session", func(e *env) {
+		for _, user := range []string{"", "u1"} {
+			k := NewKey(user)
+			e.create(k, map[string]string{"a": "1"})
+			if err := e.store.Delete(e.ctx, k); err != nil {
+				e.t.Fatal(err)
+			}
+			if err := e.store.Update(e.ctx, k, session.Change{Set: map[string]string{"a": "2"}}, e.p); !errors.Is(err, session.ErrNotFound) {
+				e.t.Errorf("Update after Delete: err = %v, want ErrNotFound", err)
+			}
+			if _, err := e.store.Incr(e.ctx, k, "n", 1, e.p); !errors.Is(err, session.ErrNotFound) {
+				e.t.Errorf("Incr after Delete: err = %v, want ErrNotFound", err)
+			}
+			e.mustBeGone(k)
+			if err := e.store.Delete(e.ctx, k); err != nil {
+				e.t.Errorf("deleting twice: %v", err)
+			}
+		}
+	}},
+	{"incr is atomic under concurrency", func(e *env) {
+		k := NewKey("")
+		e.create(k, nil)
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				if _, err := e.store.Incr(e.ctx, k, "n", 2, e.p); err != nil {
+					e.t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		n, err := e.store.Incr(e.ctx, k, "n", -1, e.p)
+		if err != nil || n != 99 {
+			e.t.Errorf("Incr = %d, %v; want 99", n, err)
+		}
+		if got := e.load(k).Values["n"]; got != "99" {
+			e.t.Errorf("stored value %q, want 99", got)
+		}
+	}},
+	{IncrOverflowTest, func(e *env) {
+		k := NewKey("")
+		e.create(k, map[string]string{"s": "abc", "big": "9223372036854775807"})
+		if _, err := e.store.Incr(e.ctx, k, "s", 1, e.p); !errors.Is(err, session.ErrNotInteger) {
+			e.t.Errorf("Incr of %q: err = %v, want ErrNotInteger", "abc", err)
+		}
+		if _, err := e.store.Incr(e.ctx, k, "big", 1, e.p); !errors.Is(err, session.ErrNotInteger) {
+			e.t.Errorf("Incr past MaxInt64: err = %v, want ErrNotInteger", err)
+		}
+		if got := e.load(k).Values; got["s"] != "abc" || got["big"] != "9223372036854775807" {
+			e.t.Errorf("a failed Incr changed values: %v", got)
+		}
+	}},
+	{"use within the idle timeout keeps a session alive", func(e *env) {
+		k := NewKey("u1")
+		e.create(k, nil)
+		for range 3 { // 24 units: within the 30-unit lifetime
+			e.wait(8 * e.unit)
+			e.load(k)
+		}
+	}},
+	{"a session idle past its timeout is gone and stays gone", func(e *env) {
+		k := NewKey("u1")
+		e.create(k, map[string]string{"a": "1"})
+		e.wait(11 * e.unit)
+		if err := e.store.Update(e.ctx, k, session.Change{Set: map[string]string{"a": "2"}}, e.p); !errors.Is(err, session.ErrNotFound) {
+			e.t.Errorf("Update of an idle-expired session: err = %v, want ErrNotFound", err)
+		}
+		e.mustBeGone(k)
+		if ids := e.ids("u1"); len(ids) != 0 {
+			e.t.Errorf("List shows an expired session: %v", ids)
+		}
+	}},
+	{"the absolute lifetime ends a session however active", func(e *env) {
+		k := NewKey("")
+		e.create(k, nil)
+		for range 5 {
+			e.wait(5 * e.unit)
+			e.load(k)
+		}
+		e.wait(6 * e.unit) // 31 units after creation
+		e.mustBeGone(k)
+	}},
+	{"last seen is written at most once per touch interval", func(e *env) {
+		k := NewKey("")
+		first := e.create(k, nil).LastSeen
+		e.wait(e.unit)
+		if got := e.load(k).LastSeen; !got.Equal(first) {
+			e.t.Errorf("LastSeen moved within the touch interval: %v -> %v", first, got)
+		}
+		e.wait(2 * e.unit)
+		rec, err := e.store.Load(e.ctx, k, session.Client{UserAgent: "new-ua", IP: "192.0.2.9"}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !rec.LastSeen.After(first) || rec.UserAgent != "new-ua" || rec.IP != "192.0.2.9" {
+			e.t.Errorf("after the touch interval: LastSeen %v (first %v), client %q %q", rec.LastSeen, first, rec.UserAgent, rec.IP)
+		}
+	}},
+	{"login rotation moves the values to the user and ends the old session", func(e *env) {
+		from := NewKey("")
+		loaded := e.create(from, map[string]string{"cart": "3", "csrf": "x"})
+		to := NewKey("alice")
+		rec, err := e.store.Rotate(e.ctx, session.Rotation{
+			From: from, To: to,
+			Record: session.Record{Info: session.Info{ID: "new-id", UserAgent: "ua2"}, Values: loaded.Values},
+			Change: session.Change{Set: map[string]string{"flash": "hi"}, Delete: []string{"csrf"}},
+		}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		want := map[string]string{"cart": "3", "flash": "hi"}
+		if !maps.Equal(rec.Values, want) || rec.UserID != "alice" || rec.ID != "new-id" {
+			e.t.Errorf("Rotate returned %+v", rec)
+		}
+		e.mustBeGone(from)
+		if got := e.load(to); !maps.Equal(got.Values, want) || got.UserID != "alice" {
+			e.t.Errorf("new session = %+v", got)
+		}
+		if ids := e.ids("alice"); !slices.Equal(ids, []string{"new-id"}) {
+			e.t.Errorf("alice's sessions = %v", ids)
+		}
+	}},
+	{"login rotation from an unstored session creates the new one", func(e *env) {
+		to := NewKey("bob")
+		_, err := e.store.Rotate(e.ctx, session.Rotation{To: to, Record: session.Record{Info: session.Info{ID: "b1"}},
+			Change: session.Change{Set: map[string]string{"a": "1"}}}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if got := e.load(to).Values; got["a"] != "1" {
+			e.t.Errorf("Values = %v", got)
+		}
+	}},
+	{"renewal keeps the ID, creation time and absolute end", func(e *env) {
+		from := NewKey("alice")
+		old := e.create(from, map[string]string{"a": "1"})
+		e.wait(3 * e.unit)
+		to := NewKey("alice")
+		rec, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got := e.load(to)
+		if got.ID != old.ID || !got.Created.Equal(old.Created) || !got.Expires.Equal(old.Expires) || !rec.Expires.Equal(old.Expires) {
+			e.t.Errorf("renewed %+v, old %+v", got, old)
+		}
+		e.mustBeGone(from)
+	}},
+	{"renewal of an ended session fails and creates nothing", func(e *env) {
+		from := NewKey("alice")
+		old := e.create(from, nil)
+		if _, err := e.store.RevokeAll(e.ctx, "alice", session.Key{}); err != nil {
+			e.t.Fatal(err)
+		}
+		to := NewKey("alice")
+		if _, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p); !errors.Is(err, session.ErrNotFound) {
+			e.t.Fatalf("Rotate: err = %v, want ErrNotFound", err)
+		}
+		e.mustBeGone(to)
+		e.mustBeGone(from)
+	}},
+	{"rotation carries over a change another request made after the load", func(e *env) {
+		from := NewKey("")
+		loaded := e.create(from, map[string]string{"a": "1", "b": "1"})
+		if err := e.store.Update(e.ctx, from, session.Change{Set: map[string]string{"b": "2", "c": "3"}}, e.p); err != nil {
+			e.t.Fatal(err)
+		}
+		to := NewKey("carol")
+		if _, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: session.Record{Info: session.Info{ID: "c1"}, Values: loaded.Values},
+			Change: session.Change{Set: map[string]string{"a": "9"}}}, e.p); err != nil {
+			e.t.Fatal(err)
+		}
+		want := map[string]string{"a": "9", "b": "2", "c": "3"}
+		if got := e.load(to).Values; !maps.Equal(got, want) {
+			e.t.Errorf("Values = %v, want %v", got, want)
+		}
+	}},
+	{"list shows a user's live sessions and no one else's", func(e *env) {
+		users := []string{"a", "a*", "ab", "a}b", "b", "{a}", "a:b", "a\nb", "A"}
+		for _, u := range users {
+			e.create(NewKey(u), nil)
+			e.create(NewKey(u), nil)
+		}
+		for _, u := range users {
+			list, err := e.store.List(e.ctx, u)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if len(list) != 2 {
+				e.t.Errorf("List(%q) has %d sessions, want 2", u, len(list))
+			}
+			for _, in := range list {
+				if in.Created.IsZero() || in.LastSeen.IsZero() || in.Expires.IsZero() || in.UserAgent != "ua" || in.IP != "192.0.2.1" {
+					e.t.Errorf("List(%q) entry %+v is incomplete", u, in)
+				}
+			}
+		}
+	}},
+	{"revoke ends one session and leaves the others", func(e *env) {
+		k1, k2 := NewKey("dave"), NewKey("dave")
+		r1 := e.create(k1, nil)
+		e.create(k2, nil)
+		if err := e.store.Revoke(e.ctx, "dave", r1.ID); err != nil {
+			e.t.Fatal(err)
+		}
+		e.mustBeGone(k1)
+		e.load(k2)
+		if err := e.store.Revoke(e.ctx, "dave", r1.ID); !errors.Is(err, session.ErrNotFound) {
+			e.t.Errorf("revoking twice: err = %v, want ErrNotFound", err)
+		}
+		if err := e.store.Revoke(e.ctx, "eve", "id-"+k2.Hash[:8]); !errors.Is(err, session.ErrNotFound) {
+			e.t.Errorf("revoking another user's session: err = %v, want ErrNotFound", err)
+		}
+		e.load(k2)
+	}},
+	{"revoke all ends every session of the user and only those", func(e *env) {
+		mine := []session.Key{NewKey("a*"), NewKey("a*"), NewKey("a*")}
+		theirs := []session.Key{NewKey("a"), NewKey("ab"), NewKey("b"), NewKey("")}
+		for _, k := range append(slices.Clone(mine), theirs...) {
+			e.create(k, nil)
+		}
+		n, err := e.store.RevokeAll(e.ctx, "a*", mine[0])
+		if err != nil || n != 2 {
+			e.t.Fatalf("RevokeAll keeping one = %d, %v; want 2", n, err)
+		}
+		e.load(mine[0])
+		e.mustBeGone(mine[1])
+		e.mustBeGone(mine[2])
+		for _, k := range theirs {
+			e.load(k)
+		}
+		if err := e.store.Update(e.ctx, mine[0], session.Change{Set: map[string]string{"x": "1"}}, e.p); err != nil {
+			e.t.Errorf("the kept session cannot be written: %v", err)
+		}
+		if n, err := e.store.RevokeAll(e.ctx, "a*", session.Key{}); err != nil || n != 1 {
+			e.t.Errorf("RevokeAll = %d, %v; want 1", n, err)
+		}
+		e.mustBeGone(mine[0])
+		for _, k := range theirs {
+			e.load(k)
+		}
+	}},
+	{"a write racing a revoke all does not resurrect the session", func(e *env) {
+		k := NewKey("frank")
+		e.create(k, nil)
+		if _, err := e.store.RevokeAll(e.ctx, "frank", session.Key{}); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := e.store.Update(e.ctx, k, session.Change{Set: map[string]string{"late": "1"}}, e.p); !errors.Is(err, session.ErrNotFound) {
+			e.t.Errorf("Update after RevokeAll: err = %v, want ErrNotFound", err)
+		}
+		e.mustBeGone(k)
+		if ids := e.ids("frank"); len(ids) != 0 {
+			e.t.Errorf("List after RevokeAll = %v", ids)
+		}
+	}},
+	{"a login beyond the cap revokes the least recently seen session", func(e *env) {
+		e.p.MaxSessionsPerUser = 3
+		keys := []session.Key{NewKey("gina"), NewKey("gina"), NewKey("gina")}
+		for _, k := range keys {
+			e.create(k, nil)
+			e.wait(3 * e.unit) // past the touch interval, so last-seen times differ
+		}
+		e.load(keys[0]) // now keys[1] is the least recently seen
+		e.wait(e.unit)
+		newest := NewKey("gina")
+		e.create(newest, nil)
+		e.mustBeGone(keys[1])
+		e.load(keys[0])
+		e.load(keys[2])
+		e.load(newest)
+		if ids := e.ids("gina"); len(ids) != 3 {
+			e.t.Errorf("gina has %d sessions, want 3", len(ids))
+		}
+	}},
+}

@@ -1,0 +1,147 @@
+package session
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps sessions for a Manager. The doc comments of its methods are
+// the contract every implementation must meet; package sessiontest checks it.
+//
+// Common to every method:
+//   - A session is named by a Key: its user and the hash of its token. A
+//     Store never sees the token itself.
+//   - A session that is missing, expired (idle or absolute), revoked, or
+//     whose stored user differs from Key.UserID does not exist: methods
+//     return ErrNotFound, never someone else's data. Other errors mean the
+//     store could not answer.
+//   - No write brings back a session that no longer exists.
+//   - Idle and absolute expiry are the store's job, measured by its own clock.
+//   - Implementations are safe for concurrent use.
+type Store interface {
+	// Create stores a new session under k. rec gives its ID, user agent,
+	// IP and values; the store sets Created, LastSeen and Expires (now +
+	// p.Lifetime) and returns the record as stored. A user's session joins
+	// that user's index; if p.MaxSessionsPerUser is exceeded, the user's least
+	// recently seen other session is revoked.
+	Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error)
+
+	// Load returns the session and slides its idle expiry. If its last-seen
+	// time is p.TouchInterval old or more, it is set to now and the client's
+	// user agent and IP are recorded; otherwise nothing is written.
+	Load(ctx context.Context, k Key, c Client, p Policy) (Record, error)
+
+	// Update applies c to the session's values (only the named fields) and
+	// slides its idle expiry, atomically. ErrNotFound if it no longer exists.
+	Update(ctx context.Context, k Key, c Change, p Policy) error
+
+	// Incr adds delta to the integer value named name (absent counts as 0),
+	// atomically, and returns the result. ErrNotInteger if the value is not
+	// a 64-bit integer or the sum overflows.
+	Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error)
+
+	// Rotate moves a session to a new token (and for Login to a new user):
+	// r.From stops existing and r.To holds the values r.From held when
+	// Rotate ran, with r.Change applied on top. Returns the new record.
+	Rotate(ctx context.Context, r Rotation, p Policy) (Record, error)
+
+	// Delete removes the session. Deleting a missing session is not an error.
+	Delete(ctx context.Context, k Key) error
+
+	// List returns the live sessions of userID, in no particular order,
+	// at a cost in proportion to that user's sessions, never to the store's.
+	List(ctx context.Context, userID string) ([]Info, error)
+
+	// Revoke deletes the session of userID whose public ID is id.
+	// ErrNotFound if that user has no such live session.
+	Revoke(ctx context.Context, userID, id string) error
+
+	// RevokeAll ends every session of userID except keep (the zero Key keeps
+	// none), including sessions missing from the user's index, and returns
+	// how many it found and deleted.
+	RevokeAll(ctx context.Context, userID string, keep Key) (int, error)
+}
+
+// Key names one stored session: its user ("" while anonymous) and the
+// base64url SHA-256 of its token.
+type Key struct {
+	UserID string
+	Hash   string
+}
+
+// IsZero reports whether k names no session.
+func (k Key) IsZero() bool { return k.Hash == "" }
+
+// Info describes one session of a user, for a devices page.
+type Info struct {
+	ID        string    // public handle, assigned at creation or login; never the token
+	Created   time.Time // creation or login
+	LastSeen  time.Time // last use, as precise as Options.TouchInterval
+	Expires   time.Time // absolute end; idle expiry may come sooner
+	UserAgent string
+	IP        string
+}
+
+// Record is everything a Store keeps for one session.
+type Record struct {
+	Info
+	UserID string
+	Values map[string]string
+}
+
+// Change is a set of per-field writes: only these fields are touched, so
+// concurrent requests that change different fields lose nothing.
+type Change struct {
+	Set    map[string]string
+	Delete []string
+}
+
+// IsEmpty reports whether c changes nothing.
+func (c Change) IsEmpty() bool { return len(c.Set) == 0 && len(c.Delete) == 0 }
+
+// apply returns values with c applied, leaving values untouched.
+func (c Change) apply(values map[string]string) map[string]string {
+	out := make(map[string]string, len(values)+len(c.Set))
+	for k, v := range values {
+		out[k] = v
+	}
+	for _, k := range c.Delete {
+		delete(out, k)
+	}
+	for k, v := range c.Set {
+		out[k] = v
+	}
+	return out
+}
+
+// Rotation describes a token rotation for Store.Rotate.
+type Rotation struct {
+	// From is the session being replaced; zero if it was never stored.
+	From Key
+	// To names the new session; its hash comes from a fresh token.
+	To Key
+	// Record holds the new session's ID, client, and the values read
+	// when the request loaded From (used if From is gone and !Renew).
+	Record Record
+	// Change is what the request changed on top of those values.
+	Change Change
+	// Renew keeps From's Created and Expires and its ID, and requires From to
+	// still exist (ErrNotFound otherwise), so a revoked session cannot escape
+	// through a renewal. Without it (Login) the new session starts a new
+	// lifetime and is created even if From has meanwhile expired.
+	Renew bool
+}
+
+// Client is what a request tells the store about the device using a session.
+type Client struct {
+	UserAgent string
+	IP        string
+}
+
+// Policy carries the Manager's timing options into each store call.
+type Policy struct {
+	IdleTimeout        time.Duration
+	Lifetime           time.Duration
+	TouchInterval      time.Duration
+	MaxSessionsPerUser int
+}

@@ -1,0 +1,501 @@
+package session
+
+import (
+	"context"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configures NewRedisStore. The zero value means the defaults.
+type RedisOptions struct {
+	// Prefix starts every key the store writes. Default "session:".
+	Prefix string
+}
+
+// RedisStore keeps sessions in Redis, one hash per session, on a single
+// node, Sentinel or Cluster (any redis.UniversalClient). It is safe for
+// concurrent use and keeps no state of its own.
+//
+// Layout, with P the prefix and T a hash tag:
+//
+//	P{T}:<hash>  the session: user values under "v:<name>", metadata under "@..."
+//	P{T}:idx     a user's index: sorted set of session hashes scored by absolute end
+//	P{T}:gen     a user's generation: a session is live only while its "@gen" matches
+//
+// T is "u" + base64url(user ID) for a user's keys, so all of them share one
+// cluster slot and no user ID can reach into another's names; an anonymous
+// session's T is "a" + the start of its hash, spreading them over slots.
+// Every step that runs more than one command is one Lua script, so it is
+// atomic and costs one round trip. Session reads must go to primaries: do not
+// set ReadOnly or RouteRandomly on the client.
+type RedisStore struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+// NewRedisStore returns a store on c. It does no I/O, so it neither blocks
+// nor fails when Redis is down.
+func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = "session:"
+	}
+	return &RedisStore{c: c, prefix: prefix}
+}
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+func loadScript(name string) *redis.Script {
+	prelude, err := luaFiles.ReadFile("lua/prelude.lua")
+	if err != nil {
+		panic(err) // embedded at build time: cannot happen at run time
+	}
+	body, err := luaFiles.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic(err)
+	}
+	return redis.NewScript(string(prelude) + "\n" + string(body))
+}
+
+var (
+	scriptLoad      = loadScript("load")
+	scriptUpdate    = loadScript("update")
+	scriptIncr      = loadScript("incr")
+	scriptCreate    = loadScript("create")
+	scriptTakeover  = loadScript("takeover")
+	scriptDelete    = loadScript("delete")
+	scriptList      = loadScript("list")
+	scriptRevoke    = loadScript("revoke")
+	scriptRevokeAll = loadScript("revokeall")
+)
+
+// Field names: user values live under valuePrefix, metadata under '@', so
+// no user key can collide with metadata.
+const (
+	valuePrefix = "v:"
+	fieldID     = "@id"
+	fieldUser   = "@u"
+	fieldCreate = "@c"
+	fieldSeen   = "@s"
+	fieldExpire = "@x"
+	fieldAgent  = "@ua"
+	fieldIP     = "@ip"
+)
+
+// Why a script found no live session; each wraps ErrNotFound.
+var (
+	errExpired      = fmt.Errorf("%w: expired", ErrNotFound)
+	errRevoked      = fmt.Errorf("%w: revoked", ErrNotFound)
+	errUserMismatch = fmt.Errorf("%w: stored user differs from the cookie's", ErrNotFound)
+	errCorrupt      = fmt.Errorf("%w: stored session is corrupt", ErrNotFound)
+)
+
+func codeErr(code int64) error {
+	switch code {
+	case -1:
+		return errExpired
+	case -2:
+		return errRevoked
+	case -3:
+		return errUserMismatch
+	case -4:
+		return errCorrupt
+	case -5:
+		return errors.New("session: create: a session with this token already exists")
+	}
+	return ErrNotFound
+}
+
+// userTag is a user's hash tag: injective, and free of '{', '}', '*', ':'.
+func userTag(userID string) string {
+	return "u" + base64.RawURLEncoding.EncodeToString([]byte(userID))
+}
+
+// userPrefix is what every key of userID starts with.
+func (s *RedisStore) userPrefix(userID string) string {
+	return s.prefix + "{" + userTag(userID) + "}:"
+}
+
+// keys returns the script KEYS for a session: the hash alone while
+// anonymous; hash, generation and index for a user's session.
+func (s *RedisStore) keys(k Key) ([]string, error) {
+	if !validHash(k.Hash) {
+		return nil, ErrNotFound
+	}
+	if k.UserID == "" {
+		return []string{s.prefix + "{a" + k.Hash[:8] + "}:" + k.Hash}, nil
+	}
+	if err := ValidateUserID(k.UserID); err != nil {
+		return nil, err
+	}
+	p := s.userPrefix(k.UserID)
+	return []string{p + k.Hash, p + "gen", p + "idx"}, nil
+}
+
+// userKeys returns KEYS for the per-user scripts: generation, index.
+func (s *RedisStore) userKeys(userID string) (prefix string, keys []string, err error) {
+	if err := ValidateUserID(userID); err != nil {
+		return "", nil, err
+	}
+	p := s.userPrefix(userID)
+	return p, []string{p + "gen", p + "idx"}, nil
+}
+
+func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }
+
+// Create implements Store.
+func (s *RedisStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
+	keys, args, err := s.createCall(k, rec, rec.Values, p, false)
+	if err != nil {
+		return Record{}, err
+	}
+	res, err := scriptCreate.Run(ctx, s.c, keys, args...).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("session: redis create: %w", err)
+	}
+	return created(k, rec, rec.Values, res)
+}
+
+// createCall builds the create script's KEYS and ARGV. keep keeps rec's
+// Created and Expires (a renewal) instead of starting a new lifetime.
+func (s *RedisStore) createCall(k Key, rec Record, values map[string]string, p Policy, keep bool) ([]string, []any, error) {
+	keys, err := s.keys(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	createdAt, expiresAt := "", ""
+	if keep {
+		createdAt = strconv.FormatInt(rec.Created.UnixMilli(), 10)
+		expiresAt = strconv.FormatInt(rec.Expires.UnixMilli(), 10)
+	}
+	userPrefix := ""
+	if k.UserID != "" {
+		userPrefix = s.userPrefix(k.UserID)
+	}
+	args := make([]any, 0, 14+2*len(values))
+	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), millis(p.Lifetime), createdAt, expiresAt,
+		p.MaxSessionsPerUser, userPrefix,
+		fieldID, rec.ID, fieldAgent, rec.UserAgent, fieldIP, rec.IP)
+	for name, v := range values {
+		args = append(args, valuePrefix+name, v)
+	}
+	return keys, args, nil
+}
+
+// created reads the create script's reply into the stored record.
+func created(k Key, rec Record, values map[string]string, res any) (Record, error) {
+	if code, ok := res.(int64); ok {
+		return Record{}, codeErr(code)
+	}
+	times, ok := res.([]any)
+	if !ok || len(times) != 3 {
+		return Record{}, fmt.Errorf("session: redis create: unexpected reply %T", res)
+	}
+	var ms [3]int64
+	for i, t := range times {
+		s, _ := t.(string)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return Record{}, fmt.Errorf("session: redis create: unexpected reply %q", s)
+		}
+		ms[i] = n
+	}
+	rec.UserID = k.UserID
+	rec.Values = maps.Clone(values)
+	if rec.Values == nil {
+		rec.Values = map[string]string{}
+	}
+	rec.Created, rec.LastSeen, rec.Expires = time.UnixMilli(ms[0]), time.UnixMilli(ms[1]), time.UnixMilli(ms[2])
+	return rec, nil
+}
+
+// Load implements Store.
+func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Record, error) {
+	keys, err := s.keys(k)
+	if err != nil {
+		return Record{}, err
+	}
+	res, err := scriptLoad.Run(ctx, s.c, keys, k.Hash, k.UserID,
+		millis(p.IdleTimeout), p.TouchInterval.Milliseconds(), c.UserAgent, c.IP).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("session: redis load: %w", err)
+	}
+	return parseHash(k, res)
+}
+
+// parseHash turns a script's field/value list into a Record. Anything
+// malformed is ErrNotFound: a corrupt hash is no session, never a panic.
+func parseHash(k Key, res any) (Record, error) {
+	if code, ok := res.(int64); ok {
+		return Record{}, codeErr(code)
+	}
+	list, ok := res.([]any)
+	if !ok || len(list)%2 != 0 {
+		return Record{}, errCorrupt
+	}
+	rec := Record{UserID: k.UserID, Values: make(map[string]string, len(list)/2)}
+	var haveCreated, haveSeen, haveExpires bool
+	for i := 0; i < len(list); i += 2 {
+		name, ok1 := list[i].(string)
+		value, ok2 := list[i+1].(string)
+		if !ok1 || !ok2 {
+			return Record{}, errCorrupt
+		}
+		if v, ok := strings.CutPrefix(name, valuePrefix); ok {
+			rec.Values[v] = value
+			continue
+		}
+		switch name {
+		case fieldID:
+			rec.ID = value
+		case fieldUser:
+			if value != k.UserID {
+				return Record{}, errUserMismatch
+			}
+		case fieldCreate:
+			rec.Created, haveCreated = parseMillis(value)
+		case fieldSeen:
+			rec.LastSeen, haveSeen = parseMillis(value)
+		case fieldExpire:
+			rec.Expires, haveExpires = parseMillis(value)
+		case fieldAgent:
+			rec.UserAgent = value
+		case fieldIP:
+			rec.IP = value
+		}
+	}
+	if rec.ID == "" || !haveCreated || !haveSeen || !haveExpires {
+		return Record{}, errCorrupt
+	}
+	return rec, nil
+}
+
+func parseMillis(s string) (time.Time, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(n), true
+}
+
+// Update implements Store.
+func (s *RedisStore) Update(ctx context.Context, k Key, c Change, p Policy) error {
+	keys, err := s.keys(k)
+	if err != nil {
+		return err
+	}
+	args := make([]any, 0, 4+2*len(c.Set)+len(c.Delete))
+	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), len(c.Set))
+	for name, v := range c.Set {
+		args = append(args, valuePrefix+name, v)
+	}
+	for _, name := range c.Delete {
+		args = append(args, valuePrefix+name)
+	}
+	res, err := scriptUpdate.Run(ctx, s.c, keys, args...).Int64()
+	if err != nil {
+		return fmt.Errorf("session: redis update: %w", err)
+	}
+	if res != 1 {
+		return codeErr(res)
+	}
+	return nil
+}
+
+// Incr implements Store.
+func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error) {
+	keys, err := s.keys(k)
+	if err != nil {
+		return 0, err
+	}
+	res, err := scriptIncr.Run(ctx, s.c, keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
+	if err != nil {
+		if msg := err.Error(); strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
+			return 0, ErrNotInteger
+		}
+		return 0, fmt.Errorf("session: redis incr: %w", err)
+	}
+	if code, ok := res.(int64); ok {
+		return 0, codeErr(code)
+	}
+	if list, ok := res.([]any); ok && len(list) == 1 {
+		if n, ok := list[0].(int64); ok {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("session: redis incr: unexpected reply %v", res)
+}
+
+// Rotate implements Store. Old and new keys may sit in different cluster
+// slots, so they cannot share a script; instead the takeover of the old
+// session and the creation of the new one go out in one pipeline (one
+// round trip). In the rare case the old session changed since the request
+// loaded it, a second call brings those changes over; if it is gone and
+// this is a renewal, the new session is deleted again.
+func (s *RedisStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, error) {
+	rec := r.Record
+	values := r.Change.apply(rec.Values)
+	createKeys, createArgs, err := s.createCall(r.To, rec, values, p, r.Renew)
+	if err != nil {
+		return Record{}, err
+	}
+	if r.From.IsZero() {
+		if r.Renew {
+			return Record{}, ErrNotFound
+		}
+		res, err := scriptCreate.Run(ctx, s.c, createKeys, createArgs...).Result()
+		if err != nil {
+			return Record{}, fmt.Errorf("session: redis rotate: %w", err)
+		}
+		return created(r.To, rec, values, res)
+	}
+	fromKeys, err := s.keys(r.From)
+	if err != nil {
+		return Record{}, err
+	}
+	replies, err := s.pipelineScripts(ctx, []scriptCall{
+		{scriptTakeover, fromKeys, []any{r.From.Hash, r.From.UserID}},
+		{scriptCreate, createKeys, createArgs},
+	})
+	if err != nil {
+		return Record{}, fmt.Errorf("session: redis rotate: %w", err)
+	}
+	out, err := created(r.To, rec, values, replies[1])
+	if err != nil {
+		return Record{}, err
+	}
+	old, err := parseHash(r.From, replies[0])
+	switch {
+	case err != nil && r.Renew:
+		if delErr := s.Delete(ctx, r.To); delErr != nil {
+			return Record{}, fmt.Errorf("session: redis rotate: undoing renewal of a revoked session: %w", delErr)
+		}
+		return Record{}, err
+	case err != nil || maps.Equal(old.Values, rec.Values):
+		return out, nil
+	}
+	// Another request changed the old session after this one loaded it.
+	want := r.Change.apply(old.Values)
+	fix := Change{Set: map[string]string{}}
+	for name, v := range want {
+		if cur, ok := values[name]; !ok || cur != v {
+			fix.Set[name] = v
+		}
+	}
+	for name := range values {
+		if _, ok := want[name]; !ok {
+			fix.Delete = append(fix.Delete, name)
+		}
+	}
+	if err := s.Update(ctx, r.To, fix, p); err != nil {
+		return Record{}, err
+	}
+	out.Values = want
+	return out, nil
+}
+
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// pipelineScripts runs calls by EVALSHA in one pipeline, falling back to
+// EVAL for any that the node (or a newly promoted one) has not cached yet.
+func (s *RedisStore) pipelineScripts(ctx context.Context, calls []scriptCall) ([]any, error) {
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command's own error is checked below
+	out := make([]any, len(calls))
+	for i, cmd := range cmds {
+		res, err := cmd.Result()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			res, err = calls[i].script.Eval(ctx, s.c, calls[i].keys, calls[i].args...).Result()
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+// Delete implements Store.
+func (s *RedisStore) Delete(ctx context.Context, k Key) error {
+	keys, err := s.keys(k)
+	if err != nil {
+		return nil // no such key can exist
+	}
+	if err := scriptDelete.Run(ctx, s.c, keys, k.Hash, k.UserID).Err(); err != nil {
+		return fmt.Errorf("session: redis delete: %w", err)
+	}
+	return nil
+}
+
+// List implements Store.
+func (s *RedisStore) List(ctx context.Context, userID string) ([]Info, error) {
+	prefix, keys, err := s.userKeys(userID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := scriptList.Run(ctx, s.c, keys, prefix).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("session: redis list: %w", err)
+	}
+	if len(res)%6 != 0 {
+		return nil, fmt.Errorf("session: redis list: unexpected reply of %d values", len(res))
+	}
+	out := make([]Info, 0, len(res)/6)
+	for i := 0; i < len(res); i += 6 {
+		created, _ := parseMillis(res[i+1])
+		seen, _ := parseMillis(res[i+2])
+		expires, _ := parseMillis(res[i+3])
+		out = append(out, Info{ID: res[i], Created: created, LastSeen: seen, Expires: expires, UserAgent: res[i+4], IP: res[i+5]})
+	}
+	return out, nil
+}
+
+// Revoke implements Store.
+func (s *RedisStore) Revoke(ctx context.Context, userID, id string) error {
+	prefix, keys, err := s.userKeys(userID)
+	if err != nil {
+		return err
+	}
+	n, err := scriptRevoke.Run(ctx, s.c, keys, prefix, id).Int64()
+	if err != nil {
+		return fmt.Errorf("session: redis revoke: %w", err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RevokeAll implements Store.
+func (s *RedisStore) RevokeAll(ctx context.Context, userID string, keep Key) (int, error) {
+	prefix, keys, err := s.userKeys(userID)
+	if err != nil {
+		return 0, err
+	}
+	keepHash := ""
+	if keep.UserID == userID && validHash(keep.Hash) {
+		keepHash = keep.Hash
+	}
+	n, err := scriptRevokeAll.Run(ctx, s.c, keys, prefix, keepHash).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("session: redis revoke all: %w", err)
+	}
+	return int(n), nil
+}
