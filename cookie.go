@@ -128,7 +128,7 @@ func (cc *cookieCodec) decode(value string) (userID string, t token, stale bool,
 func (cc *cookieCodec) cookie(value string, expires, now time.Time) *http.Cookie {
 	c := cc.base(value)
 	if !cc.options.SessionOnly {
-		c.MaxAge = max(1, int(expires.Sub(now)/time.Second))
+		c.MaxAge = max(1, int(expires.Sub(now).Round(time.Second)/time.Second))
 	}
 	return c
 }
