@@ -80,6 +80,8 @@ func newCookieCodec(secrets [][]byte, opts CookieOptions, lifetime time.Duration
 	return cc, nil
 }
 
+var strictBase64 = base64.URLEncoding.Strict()
+
 // errCookie is what every decode failure becomes: the caller treats the
 // request as anonymous and needs no more detail than that.
 var errCookie = errors.New("session: invalid cookie")
@@ -104,6 +106,12 @@ func (cc *cookieCodec) encode(userID string, t token) (string, error) {
 // secret opened it, so the caller re-issues it with the newest.
 func (cc *cookieCodec) decode(value string) (userID string, t token, stale bool, err error) {
 	if len(value) == 0 || len(value) > maxCookieValue {
+		return "", t, false, errCookie
+	}
+	// securecookie's decoder ignores base64 padding bits, so several strings
+	// open to one cookie; accept only the one we wrote.
+	var raw [maxCookieValue]byte
+	if _, err := strictBase64.Decode(raw[:], []byte(value)); err != nil {
 		return "", t, false, errCookie
 	}
 	for i, sc := range cc.codecs {
