@@ -257,3 +257,8 @@ func (failingStore) Load(context.Context, session.Key, session.Client, session.P
 
 // synctestRun runs f in a synctest bubble: time.Sleep moves a fake clock.
 func synctestRun(t *testing.T, f func(t *testing.T)) { synctest.Test(t, f) }
+
+func mustRequest(t *testing.T, target string) *http.Request {
+	t.Helper()
+	return httptest.NewRequest(http.MethodGet, target, nil)
+}
