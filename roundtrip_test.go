@@ -165,4 +165,3 @@ func (f argsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		return next(ctx, cmds)
 	}
 }
-
