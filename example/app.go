@@ -1,0 +1,288 @@
+package main
+
+import (
+	"embed"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sessionkit/session"
+)
+
+// demoPassword is the one password every demo account accepts.
+const demoPassword = "demo"
+
+//go:embed templates/*.html
+var templateFiles embed.FS
+
+//go:embed static
+var staticFiles embed.FS
+
+type app struct {
+	m     *session.Manager
+	pages map[string]*template.Template
+}
+
+func newApp(m *session.Manager) (*app, error) {
+	a := &app{m: m, pages: map[string]*template.Template{}}
+	funcs := template.FuncMap{"ago": ago, "when": func(t time.Time) string { return t.Format("2006-01-02 15:04:05") }}
+	for _, page := range []string{"home", "login", "account", "devices"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", "templates/"+page+".html")
+		if err != nil {
+			return nil, err
+		}
+		a.pages[page] = t
+	}
+	return a, nil
+}
+
+// routes wires the pages. Forms are protected against cross-site requests by
+// http.CrossOriginProtection; SameSite=Lax on the cookie is a second line.
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(staticFiles, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /{$}", a.home)
+	mux.HandleFunc("POST /cart", a.addToCart)
+	mux.HandleFunc("POST /cart/clear", a.clearCart)
+	mux.HandleFunc("GET /login", a.loginForm)
+	mux.HandleFunc("POST /login", a.login)
+	mux.HandleFunc("POST /logout", a.logout)
+	mux.HandleFunc("GET /account", a.account)
+	mux.HandleFunc("GET /devices", a.devices)
+	mux.HandleFunc("POST /devices/revoke", a.revoke)
+	mux.HandleFunc("POST /devices/logout-others", a.logoutOthers)
+	return http.NewCrossOriginProtection().Handler(a.m.Middleware(mux))
+}
+
+// page is what every template gets.
+type page struct {
+	User  string
+	Flash string
+	Data  any
+}
+
+func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session, name string, data any) {
+	p := page{User: s.UserID(), Data: data}
+	if flash, ok := s.Get("flash"); ok {
+		p.Flash = flash
+		s.Delete("flash")
+	}
+	var buf strings.Builder
+	if err := a.pages[name].Execute(&buf, p); err != nil {
+		http.Error(w, "template: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(buf.String()))
+}
+
+// load returns the session, or answers 503 if the store is unreachable.
+func (a *app) load(w http.ResponseWriter, r *http.Request) (*session.Session, bool) {
+	s, err := a.m.Load(r.Context())
+	if err != nil {
+		http.Error(w, "The session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
+		return nil, false
+	}
+	return s, true
+}
+
+func (a *app) redirect(w http.ResponseWriter, r *http.Request, s *session.Session, to, flash string) {
+	if flash != "" {
+		s.Set("flash", flash)
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+func (a *app) home(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	visits, err := s.Incr(r.Context(), "visits", 1)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	cart, _ := s.Get("cart")
+	var items []string
+	if cart != "" {
+		items = strings.Split(cart, "\n")
+	}
+	a.render(w, r, s, "home", map[string]any{"Visits": visits, "Cart": items, "ID": s.ID()})
+}
+
+func (a *app) addToCart(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	item := strings.TrimSpace(strings.ReplaceAll(r.FormValue("item"), "\n", " "))
+	if item == "" || len(item) > 64 {
+		a.redirect(w, r, s, "/", "Name an item of 1 to 64 characters.")
+		return
+	}
+	cart, _ := s.Get("cart")
+	if cart != "" {
+		cart += "\n"
+	}
+	s.Set("cart", cart+item)
+	a.redirect(w, r, s, "/", "")
+}
+
+func (a *app) clearCart(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	s.Delete("cart")
+	a.redirect(w, r, s, "/", "Cart emptied.")
+}
+
+func (a *app) loginForm(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	a.render(w, r, s, "login", map[string]any{"Password": demoPassword})
+}
+
+func (a *app) login(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	user := strings.TrimSpace(r.FormValue("user"))
+	if user == "" || len(user) > 64 || r.FormValue("password") != demoPassword {
+		a.redirect(w, r, s, "/login", "Use any user name (up to 64 characters) and the password "+demoPassword+".")
+		return
+	}
+	// Remember the public ID from before, so the account page can show the rotation.
+	s.Set("id_before_login", s.ID())
+	if err := s.Login(r.Context(), user); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	a.redirect(w, r, s, "/account", "Signed in as "+user+". Your session token was rotated.")
+}
+
+func (a *app) logout(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	if err := s.Logout(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	a.redirect(w, r, s, "/", "Signed out.")
+}
+
+// signedIn loads the session and sends anonymous visitors to the login page.
+func (a *app) signedIn(w http.ResponseWriter, r *http.Request) (*session.Session, bool) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return nil, false
+	}
+	if s.UserID() == "" {
+		a.redirect(w, r, s, "/login", "Sign in first.")
+		return nil, false
+	}
+	return s, true
+}
+
+func (a *app) account(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.signedIn(w, r)
+	if !ok {
+		return
+	}
+	before, _ := s.Get("id_before_login")
+	values := s.All()
+	delete(values, "flash") // shown above the page, not as data
+	a.render(w, r, s, "account", map[string]any{"ID": s.ID(), "Before": before, "Values": values})
+}
+
+// device is one row of the devices page.
+type device struct {
+	session.Info
+	Current bool
+}
+
+func (a *app) devices(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.signedIn(w, r)
+	if !ok {
+		return
+	}
+	list, err := a.m.Sessions(r.Context(), s.UserID())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	rows := make([]device, len(list))
+	for i, in := range list {
+		rows[i] = device{Info: in, Current: in.ID == s.ID()}
+	}
+	// This device first, then newest first.
+	slices.SortStableFunc(rows, func(x, y device) int {
+		switch {
+		case x.Current == y.Current:
+			return 0
+		case x.Current:
+			return -1
+		}
+		return 1
+	})
+	a.render(w, r, s, "devices", map[string]any{"Devices": rows})
+}
+
+func (a *app) revoke(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.signedIn(w, r)
+	if !ok {
+		return
+	}
+	id := r.FormValue("id")
+	if id == s.ID() {
+		a.redirect(w, r, s, "/devices", "To end this session, sign out.")
+		return
+	}
+	if err := a.m.Revoke(r.Context(), s.UserID(), id); err != nil {
+		a.redirect(w, r, s, "/devices", "That session had already ended.")
+		return
+	}
+	a.redirect(w, r, s, "/devices", "Device signed out.")
+}
+
+func (a *app) logoutOthers(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.signedIn(w, r)
+	if !ok {
+		return
+	}
+	n, err := s.LogoutOthers(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	msg := "Signed out 1 other device."
+	if n != 1 {
+		msg = "Signed out " + strconv.Itoa(n) + " other devices."
+	}
+	a.redirect(w, r, s, "/devices", msg)
+}
+
+// ago says how long ago t was, in words.
+func ago(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < 5*time.Second:
+		return "just now"
+	case d < time.Minute:
+		return d.String() + " ago"
+	case d < time.Hour:
+		return d.Round(time.Minute).String() + " ago"
+	}
+	return t.Format("Jan 2 15:04")
+}

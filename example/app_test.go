@@ -1,0 +1,135 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sessionkit/session"
+)
+
+func newTestServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	store := session.NewMemoryStore()
+	t.Cleanup(func() { store.Close() })
+	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{[]byte("example app test secret, 32 bytes+")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(a.routes()) // TLS, so the Secure __Host- cookie is kept by the jar
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// browser is a client with its own cookie jar and user agent.
+type browser struct {
+	t   *testing.T
+	srv *httptest.Server
+	c   *http.Client
+	ua  string
+}
+
+func newBrowser(t *testing.T, srv *httptest.Server, ua string) *browser {
+	jar, _ := cookiejar.New(nil)
+	c := *srv.Client() // a copy: srv.Client returns one shared client
+	c.Jar = jar
+	return &browser{t: t, srv: srv, c: &c, ua: ua}
+}
+
+func (b *browser) do(method, path string, form url.Values) string {
+	b.t.Helper()
+	req, _ := http.NewRequest(method, b.srv.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("User-Agent", b.ua)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	res, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		b.t.Fatalf("%s %s: status %d: %s", method, path, res.StatusCode, body)
+	}
+	return string(body)
+}
+
+func find(t *testing.T, body, pattern string) string {
+	t.Helper()
+	m := regexp.MustCompile(pattern).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s in:\n%s", pattern, body)
+	}
+	return m[1]
+}
+
+func TestTheDemoFlow(t *testing.T) {
+	srv := newTestServer(t)
+	phone := newBrowser(t, srv, "demo-phone")
+	laptop := newBrowser(t, srv, "demo-laptop")
+
+	if v := find(t, phone.do("GET", "/", nil), `id="visits">(\d+)<`); v != "1" {
+		t.Errorf("first visit counter %s, want 1", v)
+	}
+	if v := find(t, phone.do("GET", "/", nil), `id="visits">(\d+)<`); v != "2" {
+		t.Errorf("second visit counter %s, want 2", v)
+	}
+	home := phone.do("POST", "/cart", url.Values{"item": {"apples"}})
+	if !strings.Contains(home, "<li>apples</li>") {
+		t.Errorf("cart lacks apples:\n%s", home)
+	}
+	anonID := find(t, home, `id="session-id">([^<]+)<`)
+
+	wrong := phone.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"nope"}})
+	if !strings.Contains(wrong, "the password demo") {
+		t.Errorf("a wrong password gave no hint")
+	}
+	account := phone.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}})
+	if id, before := find(t, account, `id="session-id">([^<]+)<`), find(t, account, `id="id-before">([^<]+)<`); id == anonID || before != anonID {
+		t.Errorf("account page: ID %s, before %s; anonymous ID was %s", id, before, anonID)
+	}
+	if !strings.Contains(phone.do("GET", "/", nil), "<li>apples</li>") {
+		t.Error("the cart did not survive sign-in")
+	}
+	laptop.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}})
+
+	devices := laptop.do("GET", "/devices", nil)
+	if !strings.Contains(devices, "demo-phone") || !strings.Contains(devices, "demo-laptop") || strings.Count(devices, "this device") != 1 {
+		t.Errorf("devices page lacks a device:\n%s", devices)
+	}
+	after := laptop.do("POST", "/devices/logout-others", nil)
+	if !strings.Contains(after, "Signed out 1 other device.") {
+		t.Errorf("logout-others said:\n%s", after)
+	}
+	if page := phone.do("GET", "/account", nil); !strings.Contains(page, "Sign in first") {
+		t.Error("the phone is still signed in after 'log out other devices'")
+	}
+	if out := laptop.do("POST", "/logout", nil); !strings.Contains(out, "Signed out.") || strings.Contains(out, "Sign out</button>") {
+		t.Error("sign out did not sign out")
+	}
+}
+
+func TestCrossSiteFormsAreRefused(t *testing.T) {
+	srv := newTestServer(t)
+	req, _ := http.NewRequest("POST", srv.URL+"/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "https://evil.example")
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST: status %d, want 403", res.StatusCode)
+	}
+}

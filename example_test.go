@@ -1,0 +1,209 @@
+package session_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionkit/session"
+)
+
+// browser sends requests to h and carries the session cookie between
+// them, as a browser would.
+type browser struct {
+	h      http.Handler
+	cookie *http.Cookie
+}
+
+func (b *browser) get(path string) string {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	if b.cookie != nil {
+		req.AddCookie(b.cookie)
+	}
+	rec := httptest.NewRecorder()
+	b.h.ServeHTTP(rec, req)
+	for _, c := range rec.Result().Cookies() {
+		b.cookie = c
+		if c.MaxAge < 0 {
+			b.cookie = nil
+		}
+	}
+	return strings.TrimSpace(rec.Body.String())
+}
+
+// Sessions on Redis: New validates the options, Middleware wraps the
+// handlers, Load gives each request its session.
+func ExampleNew() {
+	mr, err := miniredis.Run() // any Redis: redis.NewClient, NewClusterClient, NewFailoverClient
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+
+	m, err := session.New(session.Options{
+		Store:   session.NewRedisStore(rdb, session.RedisOptions{}),
+		Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/visit", func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Load(r.Context())
+		if err != nil {
+			http.Error(w, "session store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		n, err := s.Incr(r.Context(), "visits", 1)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "visit %d", n)
+	})
+	b := &browser{h: m.Middleware(mux)}
+	fmt.Println(b.get("/visit"))
+	fmt.Println(b.get("/visit"))
+	// Output:
+	// visit 1
+	// visit 2
+}
+
+// Set and Get values; changes are saved before the response's first byte,
+// and a visitor who stores nothing gets no cookie.
+func ExampleManager_Middleware() {
+	m, err := session.New(session.Options{Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, _ := m.Load(r.Context())
+		if item := r.URL.Query().Get("add"); item != "" {
+			cart, _ := s.Get("cart")
+			s.Set("cart", strings.TrimPrefix(cart+","+item, ","))
+		}
+		cart, _ := s.Get("cart")
+		fmt.Fprintf(w, "cart: %q", cart)
+	}))
+	b := &browser{h: h}
+	fmt.Println(b.get("/"), "cookie:", b.cookie != nil)
+	fmt.Println(b.get("/?add=apple"), "cookie:", b.cookie != nil)
+	fmt.Println(b.get("/?add=pear"))
+	// Output:
+	// cart: "" cookie: false
+	// cart: "apple" cookie: true
+	// cart: "apple,pear"
+}
+
+// Login rotates the token (the old cookie stops working) and keeps the
+// values; Logout deletes the session and clears the cookie.
+func ExampleSession_Login() {
+	m, err := session.New(session.Options{Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	mux := http.NewServeMux()
+	handle := func(pattern string, f func(context.Context, *session.Session) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			s, err := m.Load(r.Context())
+			if err == nil {
+				err = f(r.Context(), s)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			theme, _ := s.Get("theme")
+			fmt.Fprintf(w, "user=%q theme=%q", s.UserID(), theme)
+		})
+	}
+	handle("/theme", func(ctx context.Context, s *session.Session) error { s.Set("theme", "dark"); return nil })
+	handle("/login", func(ctx context.Context, s *session.Session) error {
+		// ... after checking the user's credentials:
+		return s.Login(ctx, "alice")
+	})
+	handle("/logout", func(ctx context.Context, s *session.Session) error { return s.Logout(ctx) })
+	handle("/", func(context.Context, *session.Session) error { return nil })
+
+	b := &browser{h: m.Middleware(mux)}
+	fmt.Println(b.get("/theme"))
+	before := *b.cookie
+	fmt.Println(b.get("/login"))
+	fmt.Println("new token:", b.cookie.Value != before.Value)
+	old := &browser{h: b.h, cookie: &before}
+	fmt.Println("old cookie:", old.get("/"))
+	fmt.Println(b.get("/logout"))
+	fmt.Println("cookie kept:", b.cookie != nil)
+	// Output:
+	// user="" theme="dark"
+	// user="alice" theme="dark"
+	// new token: true
+	// old cookie: user="" theme=""
+	// user="" theme=""
+	// cookie kept: false
+}
+
+// A "log out my other devices" button: every other session of the user
+// ends at once, on every server; this one stays.
+func ExampleSession_LogoutOthers() {
+	m, err := session.New(session.Options{Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := m.Load(r.Context())
+		if err := s.Login(r.Context(), "bob"); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /devices/logout-others", func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Load(r.Context())
+		if err != nil || s.UserID() == "" {
+			http.Error(w, "sign in first", http.StatusUnauthorized)
+			return
+		}
+		n, err := s.LogoutOthers(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "signed out %d other devices", n)
+	})
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := m.Load(r.Context())
+		fmt.Fprintf(w, "%q", s.UserID())
+	})
+	h := m.Middleware(mux)
+
+	phone, laptop, tablet := &browser{h: h}, &browser{h: h}, &browser{h: h}
+	for _, b := range []*browser{phone, laptop, tablet} {
+		b.get("/login")
+	}
+	list, _ := m.Sessions(context.Background(), "bob")
+	fmt.Println("bob's devices:", len(list))
+
+	req := httptest.NewRequest(http.MethodPost, "/devices/logout-others", nil)
+	req.AddCookie(laptop.cookie)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Body.String())
+	fmt.Println("phone:", phone.get("/whoami"), "laptop:", laptop.get("/whoami"), "tablet:", tablet.get("/whoami"))
+	// Output:
+	// bob's devices: 3
+	// signed out 2 other devices
+	// phone: "" laptop: "bob" tablet: ""
+}
