@@ -161,11 +161,12 @@ func (cc *cookieCodec) base(value string) *http.Cookie {
 	}
 }
 
-// logHash names a token in log lines: keyed, so it cannot be matched against
-// store keys, and short, since it only has to correlate events.
-func (cc *cookieCodec) logHash(t token) string {
+// logHash names a token (or a rejected cookie) in log lines: keyed, so it
+// cannot be matched against store keys, and short, since it only has to
+// correlate events.
+func (cc *cookieCodec) logHash(b []byte) string {
 	m := hmac.New(sha256.New, cc.logKey)
-	m.Write(t[:])
+	m.Write(b)
 	return hex.EncodeToString(m.Sum(nil)[:12])
 }
 

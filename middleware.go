@@ -96,13 +96,13 @@ func (m *Manager) loadFromCookie(ctx context.Context, st *requestState) (*Sessio
 	default:
 		// Two cookies of one name: one may be planted (cookie tossing).
 		// Trusting either would let an attacker choose.
-		m.event(ctx, slog.LevelWarn, "session cookie ambiguous", token{}, "", errors.New("more than one cookie with the session's name"))
+		m.securityEvent(ctx, "session cookie ambiguous", cookies[0].Value, errors.New("more than one cookie with the session's name"))
 		s.cookie = cookieClear
 		return s, nil
 	}
 	userID, tok, stale, err := m.codec.decode(cookies[0].Value)
 	if err != nil {
-		m.event(ctx, slog.LevelWarn, "session cookie rejected", token{}, "", err)
+		m.securityEvent(ctx, "session cookie rejected", cookies[0].Value, err)
 		s.cookie = cookieClear
 		return s, nil
 	}

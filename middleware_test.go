@@ -176,14 +176,18 @@ func reverse(s string) string {
 func TestABadCookieIsCleared(t *testing.T) {
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
-	c.cookie = "forged"
+	c.cookie = "forged-cookie-value-XYZ"
 	res := c.get("/load")
 	ck := sessionCookie(res, session.DefaultCookieName)
 	if ck == nil || ck.MaxAge >= 0 || ck.Path != "/" {
 		t.Fatalf("want an expiring cookie, got %q", res.Header.Values("Set-Cookie"))
 	}
-	if !strings.Contains(a.log.String(), "session cookie rejected") {
-		t.Errorf("no security log line for the forged cookie")
+	log := a.log.String()
+	if !strings.Contains(log, "session cookie rejected") || !strings.Contains(log, "cookie_hash") {
+		t.Errorf("no security log line with a cookie hash for the forged cookie: %s", log)
+	}
+	if strings.Contains(log, "forged-cookie-value-XYZ") {
+		t.Errorf("the cookie value reached the log")
 	}
 }
 

@@ -479,13 +479,19 @@ func (s *Session) writeCookie(h http.Header) error {
 	return nil
 }
 
+// securityEvent logs a cookie that did not open. The value may be a real
+// cookie with a flipped bit, so it appears only as a keyed hash.
+func (m *Manager) securityEvent(ctx context.Context, msg, cookieValue string, err error) {
+	m.cfg.logger.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("cookie_hash", m.codec.logHash([]byte(cookieValue))), slog.String("reason", err.Error()))
+}
+
 // event logs a lifecycle or security event. The token appears only as a
 // keyed hash.
 func (m *Manager) event(ctx context.Context, level slog.Level, msg string, tok token, userID string, err error, attrs ...slog.Attr) {
 	if !m.cfg.logger.Enabled(ctx, level) {
 		return
 	}
-	attrs = append(attrs, slog.String("token_hash", m.codec.logHash(tok)))
+	attrs = append(attrs, slog.String("token_hash", m.codec.logHash(tok[:])))
 	if userID != "" {
 		attrs = append(attrs, slog.String("user", userID))
 	}
