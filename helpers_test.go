@@ -83,6 +83,9 @@ func (s *syncBuffer) String() string {
 
 func newTestApp(t *testing.T, store session.Store, opts session.Options) *testApp {
 	t.Helper()
+	if ms, ok := store.(*session.MemoryStore); ok {
+		t.Cleanup(func() { ms.Close() }) // stop its janitor
+	}
 	a := &testApp{store: &countingStore{Store: store}, log: &syncBuffer{}}
 	opts.Store = a.store
 	if opts.Secrets == nil {
