@@ -96,13 +96,13 @@ func (m *Manager) loadFromCookie(ctx context.Context, st *requestState) (*Sessio
 	default:
 		// Two cookies of one name: one may be planted (cookie tossing).
 		// Trusting either would let an attacker choose.
-		m.securityEvent(ctx, "session cookie ambiguous", cookies[0].Value, errors.New("more than one cookie with the session's name"))
+		m.securityEvent(ctx, EventCookieAmbiguous, "session cookie ambiguous", cookies[0].Value, errors.New("more than one cookie with the session's name"))
 		s.cookie = cookieClear
 		return s, nil
 	}
 	userID, tok, stale, err := m.codec.decode(cookies[0].Value)
 	if err != nil {
-		m.securityEvent(ctx, "session cookie rejected", cookies[0].Value, err)
+		m.securityEvent(ctx, EventCookieRejected, "session cookie rejected", cookies[0].Value, err)
 		s.cookie = cookieClear
 		return s, nil
 	}
@@ -111,6 +111,7 @@ func (m *Manager) loadFromCookie(ctx context.Context, st *requestState) (*Sessio
 	if errors.Is(err, ErrNotFound) {
 		// Signed by us, but not live: expired, revoked, or never issued. Its
 		// token is not adopted; a new session gets a fresh one.
+		m.notify(EventTokenUnknown, err)
 		m.event(ctx, slog.LevelWarn, "session token unknown or ended", tok, userID, err)
 		s.cookie = cookieClear
 		return s, nil

@@ -59,6 +59,9 @@ type Options struct {
 	// host part of Request.RemoteAddr. Read a proxy header here only if the
 	// proxy is trusted to set it.
 	ClientIP func(*http.Request) string
+	// Observer, if set, hears of every store operation (with its latency)
+	// and every security event, for metrics. Default: none, at no cost.
+	Observer Observer
 }
 
 // CookieOptions sets the session cookie's attributes. HttpOnly is always on.
@@ -88,6 +91,7 @@ type config struct {
 	errorHandler          func(http.ResponseWriter, *http.Request, error)
 	logger                *slog.Logger
 	clientIP              func(*http.Request) string
+	observer              Observer
 }
 
 func (o *Options) validate() (config, error) {
@@ -100,6 +104,7 @@ func (o *Options) validate() (config, error) {
 		errorHandler: o.ErrorHandler,
 		logger:       o.Logger,
 		clientIP:     o.ClientIP,
+		observer:     o.Observer,
 	}
 	if len(o.Secrets) == 0 {
 		return c, fmt.Errorf("%w: Secrets is empty", ErrInvalidOptions)

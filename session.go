@@ -55,6 +55,9 @@ func New(opts Options) (*Manager, error) {
 		m.ownStore = NewMemoryStore()
 		m.store = m.ownStore
 	}
+	if cfg.observer != nil {
+		m.store = observedStore{Store: m.store, o: cfg.observer}
+	}
 	return m, nil
 }
 
@@ -374,6 +377,7 @@ func (s *Session) reset() {
 // expired during the request): it is not brought back; the browser is told
 // to drop the cookie.
 func (s *Session) ended(ctx context.Context, why error) {
+	s.st.m.notify(EventWriteRefused, why)
 	s.st.m.event(ctx, slog.LevelWarn, "session write refused: it ended during the request", s.tok, s.key.UserID, why)
 	s.reset()
 	s.cookie = cookieClear
@@ -481,7 +485,8 @@ func (s *Session) writeCookie(h http.Header) error {
 
 // securityEvent logs a cookie that did not open. The value may be a real
 // cookie with a flipped bit, so it appears only as a keyed hash.
-func (m *Manager) securityEvent(ctx context.Context, msg, cookieValue string, err error) {
+func (m *Manager) securityEvent(ctx context.Context, kind EventKind, msg, cookieValue string, err error) {
+	m.notify(kind, err)
 	m.cfg.logger.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("cookie_hash", m.codec.logHash([]byte(cookieValue))), slog.String("reason", err.Error()))
 }
 
