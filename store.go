@@ -20,10 +20,12 @@ import (
 //   - Implementations are safe for concurrent use.
 type Store interface {
 	// Create stores a new session under k. rec gives its ID, user agent,
-	// IP and values; the store sets Created, LastSeen and Expires (now +
-	// p.Lifetime) and returns the record as stored. A user's session joins
-	// that user's index; if p.MaxSessionsPerUser is exceeded, the user's least
-	// recently seen other session is revoked.
+	// IP and values; the store sets LastSeen to now and, unless rec.Expires
+	// is set (a session restored after an outage keeps its times), Created
+	// to now and Expires to now + p.Lifetime. It returns the record as
+	// stored. A user's session joins that user's index; if
+	// p.MaxSessionsPerUser is exceeded, the user's least recently seen other
+	// session is revoked. Creating over an existing session is an error.
 	Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error)
 
 	// Load returns the session and slides its idle expiry. If its last-seen

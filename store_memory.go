@@ -3,7 +3,6 @@ package session
 import (
 	"container/list"
 	"context"
-	"fmt"
 	"math"
 	"strconv"
 	"sync"
@@ -187,14 +186,17 @@ func (s *MemoryStore) Create(ctx context.Context, k Key, rec Record, p Policy) (
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	rec.Created, rec.LastSeen, rec.Expires = now, now, now.Add(p.Lifetime)
+	rec.LastSeen = now
+	if rec.Expires.IsZero() {
+		rec.Created, rec.Expires = now, now.Add(p.Lifetime)
+	}
 	return s.insert(k, rec, now, p)
 }
 
 // insert adds rec under k; the caller holds s.mu and has set rec's times.
 func (s *MemoryStore) insert(k Key, rec Record, now time.Time, p Policy) (Record, error) {
 	if _, exists := s.live(k, now); exists {
-		return Record{}, fmt.Errorf("session: create: a session with this token already exists")
+		return Record{}, errSessionExists
 	}
 	if !now.Before(rec.Expires) {
 		return Record{}, ErrNotFound
@@ -434,4 +436,15 @@ func copyValues(v map[string]string) map[string]string {
 func copyRecord(r Record) Record {
 	r.Values = copyValues(r.Values)
 	return r
+}
+
+// peek returns a copy of k's record if it is live, without counting as a use.
+func (s *MemoryStore) peek(k Key) (Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.live(k, time.Now())
+	if !ok {
+		return Record{}, false
+	}
+	return copyRecord(e.rec), true
 }

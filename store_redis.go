@@ -91,6 +91,10 @@ const (
 	fieldIP     = "@ip"
 )
 
+// errSessionExists: Create found the key taken. With 256-bit tokens this
+// only happens when a create is replayed (FallbackStore's recovery).
+var errSessionExists = errors.New("session: create: a session with this token already exists")
+
 // Why a script found no live session; each wraps ErrNotFound.
 var (
 	errExpired      = fmt.Errorf("%w: expired", ErrNotFound)
@@ -110,7 +114,7 @@ func codeErr(code int64) error {
 	case -4:
 		return errCorrupt
 	case -5:
-		return errors.New("session: create: a session with this token already exists")
+		return errSessionExists
 	}
 	return ErrNotFound
 }
@@ -154,7 +158,7 @@ func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Create implements Store.
 func (s *RedisStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
-	keys, args, err := s.createCall(k, rec, rec.Values, p, false)
+	keys, args, err := s.createCall(k, rec, rec.Values, p, !rec.Expires.IsZero())
 	if err != nil {
 		return Record{}, err
 	}

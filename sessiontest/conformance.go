@@ -168,6 +168,25 @@ var storeTests = []struct {
 			e.t.Errorf("got %+v", got)
 		}
 	}},
+	{"a session restored with its times keeps them, and creating over a live session fails", func(e *env) {
+		k := NewKey("rita")
+		created := time.Now().Add(-5 * e.unit).Truncate(time.Millisecond)
+		expires := created.Add(e.p.Lifetime)
+		rec, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "r1", Created: created, Expires: expires}, Values: map[string]string{"a": "1"}}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got := e.load(k)
+		if !got.Created.Equal(created) || !got.Expires.Equal(expires) || !rec.Expires.Equal(expires) {
+			e.t.Errorf("restored Created %v Expires %v; want %v %v", got.Created, got.Expires, created, expires)
+		}
+		if _, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "r2"}}, e.p); err == nil {
+			e.t.Error("creating over a live session succeeded")
+		}
+		if got := e.load(k); got.ID != "r1" || got.Values["a"] != "1" {
+			e.t.Errorf("a failed create changed the session: %+v", got)
+		}
+	}},
 	{"an unknown or malformed key is not found", func(e *env) {
 		for _, k := range []session.Key{NewKey(""), NewKey("u1"), {Hash: ""}, {Hash: "../x"}, {Hash: "*"}, {UserID: "u", Hash: "a:b"}} {
 			if _, err := e.store.Load(e.ctx, k, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {

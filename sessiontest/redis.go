@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +17,12 @@ import (
 // RedisServer is a redis-server process started for one test.
 type RedisServer struct {
 	Addr string
-	cmd  *exec.Cmd
+	bin  string
+	port int
+	args []string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
 }
 
 // StartRedis starts a private redis-server on a free loopback port, with no
@@ -63,12 +69,23 @@ func startRedisOn(bin string, port int, extra []string) (*RedisServer, error) {
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", os.TempDir(),
 		"--logfile", ""}, extra...)
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
+	srv := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, port: port, args: args}
+	if err := srv.start(); err != nil {
 		return nil, err
 	}
-	srv := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	return srv, nil
+}
+
+// start runs the process and waits until it answers PING.
+func (s *RedisServer) start() error {
+	cmd := exec.Command(s.bin, s.args...)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.cmd = cmd
+	s.mu.Unlock()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -76,17 +93,35 @@ func startRedisOn(bin string, port int, extra []string) (*RedisServer, error) {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return srv, nil
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	srv.stop()
-	return nil, fmt.Errorf("redis-server on port %d did not answer PING within 5s", port)
+	s.stop()
+	return fmt.Errorf("redis-server on port %d did not answer PING within 5s", s.port)
 }
 
 func (s *RedisServer) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Kill ends the server with SIGKILL, as a crash would. It keeps nothing on
+// disk, so a restart comes back empty.
+func (s *RedisServer) Kill() { s.stop() }
+
+// Restart starts a killed server again on the same port.
+func (s *RedisServer) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatalf("restarting redis-server: %v", err)
+	}
 }
 
 // Client returns a client for the server, closed when the test ends.
