@@ -1,0 +1,398 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionkit/session"
+	"github.com/sessionkit/session/sessiontest"
+)
+
+// The tests in this file start real Redis Clusters (six redis-servers) and
+// Sentinel setups (two redis-servers, three sentinels) on loopback. They
+// skip without redis-server, unless SESSION_REQUIRE_REDIS is set.
+
+// prefixes hands out a fresh key prefix per store, so tests sharing one
+// cluster never see each other's keys.
+var prefixes atomic.Int64
+
+func freshPrefix() string { return fmt.Sprintf("t%d:", prefixes.Add(1)) }
+
+func TestRedisCluster(t *testing.T) {
+	cluster := sessiontest.StartRedisCluster(t)
+	cc := cluster.Client(t, nil)
+
+	t.Run("passes the store conformance suite", func(t *testing.T) {
+		sessiontest.RunStoreTests(t, sessiontest.Harness{
+			New: func(t *testing.T) session.Store {
+				prefix := freshPrefix()
+				t.Cleanup(func() { assertClusterKeysHaveTTL(t, cc, prefix) })
+				return session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+			},
+			Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
+			Unit:    100 * time.Millisecond,
+		})
+	})
+
+	t.Run("every key of a user is in one slot, whatever the user ID", func(t *testing.T) {
+		prefix := freshPrefix()
+		store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+		users := []string{"{", "}", "{}", "}{", "{a}", "a{b}c", "{{x}}", "a}b{c", "*", "a:b", "a\nb", "\xff",
+			strings.Repeat("{", session.MaxUserIDLength), "slot {13}", "ü{ß}"}
+		for _, u := range users {
+			exerciseEveryPath(t, store, u)
+		}
+		slots := map[string]map[int64]bool{} // user tag -> slots its keys are in
+		for _, key := range clusterKeys(t, cc, prefix) {
+			slot, err := cc.ClusterKeySlot(t.Context(), key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tag := hashTag(key)
+			if slots[tag] == nil {
+				slots[tag] = map[int64]bool{}
+			}
+			slots[tag][slot] = true
+		}
+		userTags := 0
+		for tag, s := range slots {
+			if strings.HasPrefix(tag, "u") {
+				userTags++
+			}
+			if len(s) != 1 {
+				t.Errorf("keys tagged %q are in %d slots", tag, len(s))
+			}
+		}
+		if userTags != len(users) {
+			t.Errorf("%d user tags for %d users", userTags, len(users))
+		}
+	})
+
+	t.Run("anonymous sessions spread over the primaries", func(t *testing.T) {
+		prefix := freshPrefix()
+		store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+		for range 60 {
+			if _, err := store.Create(t.Context(), sessiontest.NewKey(""), session.Record{Info: session.Info{ID: "x"}}, testPolicy); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var perNode []int64
+		var mu sync.Mutex
+		err := cc.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error {
+			n := int64(len(scanAll(ctx, c, prefix+"*")))
+			mu.Lock()
+			perNode = append(perNode, n)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range perNode {
+			if n < 5 {
+				t.Errorf("anonymous sessions per primary: %v; want each to hold a share of 60", perNode)
+			}
+		}
+	})
+
+	t.Run("a script cache flushed on every node is reloaded per node", func(t *testing.T) {
+		prefix := freshPrefix()
+		store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+		flushScripts := func() {
+			t.Helper()
+			err := cc.ForEachShard(t.Context(), func(ctx context.Context, c *redis.Client) error {
+				return c.ScriptFlush(ctx).Err()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		flushScripts()
+		if err := resetCommandStats(t.Context(), cc); err != nil {
+			t.Fatal(err)
+		}
+		// Users spread over the slots: each primary meets each script with
+		// its script cache empty, while the others may have loaded it.
+		for i := range 12 {
+			exerciseEveryPath(t, store, fmt.Sprint("flush-", i))
+			flushScripts()
+		}
+		err := cc.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error {
+			info, err := c.Info(ctx, "commandstats", "errorstats").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "errorstat_NOSCRIPT:") || !strings.Contains(info, "cmdstat_eval:") {
+				return fmt.Errorf("primary %s shows no NOSCRIPT followed by EVAL:\n%s", c.Options().Addr, info)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+
+	t.Run("scripts run on primaries even with ReadOnly and RouteRandomly", func(t *testing.T) {
+		for _, opts := range []*redis.ClusterOptions{{ReadOnly: true}, {RouteRandomly: true}, {RouteByLatency: true}} {
+			ro := cluster.Client(t, opts)
+			if err := resetCommandStats(t.Context(), cc); err != nil {
+				t.Fatal(err)
+			}
+			store := session.NewRedisStore(ro, session.RedisOptions{Prefix: freshPrefix()})
+			for i := range 10 {
+				exerciseEveryPath(t, store, fmt.Sprint("ro-", i))
+				assertLogoutSeenAtOnce(t, store)
+			}
+			err := cc.ForEachSlave(t.Context(), func(ctx context.Context, c *redis.Client) error {
+				stats, err := c.Info(ctx, "commandstats").Result()
+				if err != nil {
+					return err
+				}
+				for _, cmd := range []string{"evalsha", "eval", "evalsha_ro", "eval_ro", "hgetall"} {
+					if strings.Contains(stats, "cmdstat_"+cmd+":") {
+						return fmt.Errorf("replica %s ran %s with %+v", c.Options().Addr, cmd, *opts)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		// The instrument works: a read-only command on a ReadOnly client
+		// does reach a replica.
+		ro := cluster.Client(t, &redis.ClusterOptions{ReadOnly: true})
+		if err := resetCommandStats(t.Context(), cc); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 30 {
+			if err := ro.Get(t.Context(), fmt.Sprint("control-", i)).Err(); !errors.Is(err, redis.Nil) {
+				t.Fatal(err)
+			}
+		}
+		var onReplicas atomic.Int64
+		err := cc.ForEachSlave(t.Context(), func(ctx context.Context, c *redis.Client) error {
+			stats, err := c.Info(ctx, "commandstats").Result()
+			if strings.Contains(stats, "cmdstat_get:") {
+				onReplicas.Add(1)
+			}
+			return err
+		})
+		if err != nil || onReplicas.Load() == 0 {
+			t.Errorf("control: GET on a ReadOnly client reached no replica (%v)", err)
+		}
+	})
+}
+
+func TestRedisSentinel(t *testing.T) {
+	sentinel := sessiontest.StartRedisSentinel(t)
+	fc := sentinel.Client(t, nil)
+
+	t.Run("passes the store conformance suite", func(t *testing.T) {
+		sessiontest.RunStoreTests(t, sessiontest.Harness{
+			New: func(t *testing.T) session.Store {
+				if err := fc.FlushAll(t.Context()).Err(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { assertEveryKeyHasTTL(t, fc) })
+				return session.NewRedisStore(fc, session.RedisOptions{})
+			},
+			Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
+			Unit:    100 * time.Millisecond,
+		})
+	})
+
+	t.Run("a script cache flushed on the primary is reloaded", func(t *testing.T) {
+		store := session.NewRedisStore(fc, session.RedisOptions{Prefix: freshPrefix()})
+		for i := range 3 {
+			if err := fc.ScriptFlush(t.Context()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			exerciseEveryPath(t, store, fmt.Sprint("flush-", i))
+		}
+	})
+
+	t.Run("scripts run on the primary even with RouteRandomly", func(t *testing.T) {
+		// NewFailoverClient refuses RouteRandomly; NewFailoverClusterClient
+		// takes it (and ReplicaOnly, which there means ReadOnly).
+		primary, err := sentinel.Primary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var replica *sessiontest.RedisServer
+		for _, d := range sentinel.Data {
+			if d != primary {
+				replica = d
+			}
+		}
+		rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+		defer rc.Close()
+		for _, opts := range []*redis.FailoverOptions{{RouteRandomly: true}, {ReplicaOnly: true}} {
+			if err := rc.ConfigResetStat(t.Context()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			store := session.NewRedisStore(sentinel.ClusterClient(t, opts), session.RedisOptions{Prefix: freshPrefix()})
+			for i := range 10 {
+				exerciseEveryPath(t, store, fmt.Sprint("ro-", i))
+				assertLogoutSeenAtOnce(t, store)
+			}
+			stats, err := rc.Info(t.Context(), "commandstats").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(stats, "cmdstat_eval") {
+				t.Errorf("the replica ran scripts with %+v:\n%s", *opts, stats)
+			}
+		}
+	})
+
+	t.Run("a client that only talks to the replica fails loudly, never serves a stale session", func(t *testing.T) {
+		store := session.NewRedisStore(sentinel.Client(t, &redis.FailoverOptions{ReplicaOnly: true}), session.RedisOptions{Prefix: freshPrefix()})
+		_, err := store.Create(t.Context(), sessiontest.NewKey("r"), session.Record{Info: session.Info{ID: "x"}}, testPolicy)
+		if err == nil || !strings.Contains(err.Error(), "READONLY") {
+			t.Errorf("Create through a replica-only client: err = %v, want a READONLY error", err)
+		}
+	})
+}
+
+var testPolicy = session.Policy{IdleTimeout: time.Hour, Lifetime: 2 * time.Hour, TouchInterval: time.Minute}
+
+// exerciseEveryPath runs every Store method that touches Redis for user,
+// failing the test on any error (a CROSSSLOT among them).
+func exerciseEveryPath(t *testing.T, store session.Store, user string) {
+	t.Helper()
+	ctx := t.Context()
+	p := testPolicy
+	p.MaxSessionsPerUser = 2
+	anon := sessiontest.NewKey("")
+	rec, err := store.Create(ctx, anon, session.Record{Info: session.Info{ID: "anon"}, Values: map[string]string{"a": "1"}}, p)
+	if err != nil {
+		t.Fatalf("Create anonymous: %v", err)
+	}
+	k := sessiontest.NewKey(user)
+	if _, err := store.Rotate(ctx, session.Rotation{From: anon, To: k, Record: rec, Change: session.Change{Set: map[string]string{"b": "2"}}}, p); err != nil {
+		t.Fatalf("Rotate (login) for %q: %v", user, err)
+	}
+	if _, err := store.Load(ctx, k, session.Client{UserAgent: "ua"}, p); err != nil {
+		t.Fatalf("Load for %q: %v", user, err)
+	}
+	if err := store.Update(ctx, k, session.Change{Set: map[string]string{"c": "3"}, Delete: []string{"a"}}, p); err != nil {
+		t.Fatalf("Update for %q: %v", user, err)
+	}
+	if _, err := store.Incr(ctx, k, "n", 1, p); err != nil {
+		t.Fatalf("Incr for %q: %v", user, err)
+	}
+	renewed := sessiontest.NewKey(user)
+	got, err := store.Load(ctx, k, session.Client{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Rotate(ctx, session.Rotation{From: k, To: renewed, Record: got, Renew: true}, p); err != nil {
+		t.Fatalf("Rotate (renew) for %q: %v", user, err)
+	}
+	var others []session.Key
+	for i := range 3 { // past the cap of 2: the create script revokes
+		o := sessiontest.NewKey(user)
+		if _, err := store.Create(ctx, o, session.Record{Info: session.Info{ID: fmt.Sprint("o", i)}}, p); err != nil {
+			t.Fatalf("Create for %q: %v", user, err)
+		}
+		others = append(others, o)
+	}
+	list, err := store.List(ctx, user)
+	if err != nil {
+		t.Fatalf("List for %q: %v", user, err)
+	}
+	if len(list) != 2 {
+		t.Errorf("List for %q: %d sessions, want the cap of 2", user, len(list))
+	}
+	victim := list[0].ID
+	if victim == "o2" {
+		victim = list[1].ID
+	}
+	if err := store.Revoke(ctx, user, victim); err != nil {
+		t.Fatalf("Revoke for %q: %v", user, err)
+	}
+	if _, err := store.RevokeAll(ctx, user, others[2]); err != nil {
+		t.Fatalf("RevokeAll for %q: %v", user, err)
+	}
+	if err := store.Delete(ctx, others[2]); err != nil {
+		t.Fatalf("Delete for %q: %v", user, err)
+	}
+	if _, err := store.Load(ctx, others[2], session.Client{}, p); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Load after Delete for %q: %v, want ErrNotFound", user, err)
+	}
+}
+
+// assertLogoutSeenAtOnce logs a session out and reads it straight back: a
+// read served by a replica could still see it.
+func assertLogoutSeenAtOnce(t *testing.T, store session.Store) {
+	t.Helper()
+	for range 20 {
+		k := sessiontest.NewKey("logout")
+		if _, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Delete(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Load(t.Context(), k, session.Client{}, testPolicy); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("Load right after logout: err = %v, want ErrNotFound", err)
+		}
+	}
+}
+
+// clusterKeys returns every key under prefix, from every primary.
+func clusterKeys(t *testing.T, cc *redis.ClusterClient, prefix string) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var keys []string
+	err := cc.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+		found := scanAll(ctx, c, prefix+"*")
+		mu.Lock()
+		keys = append(keys, found...)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func scanAll(ctx context.Context, c *redis.Client, match string) []string {
+	var keys []string
+	iter := c.Scan(ctx, 0, match, 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	return keys
+}
+
+// assertClusterKeysHaveTTL is assertEveryKeyHasTTL across the cluster.
+func assertClusterKeysHaveTTL(t *testing.T, cc *redis.ClusterClient, prefix string) {
+	t.Helper()
+	for _, k := range clusterKeys(t, cc, prefix) {
+		ttl, err := cc.Do(context.Background(), "PTTL", k).Int64()
+		if err != nil {
+			t.Errorf("PTTL %q: %v", k, err)
+			continue
+		}
+		if ttl == -1 {
+			t.Errorf("key %q has no TTL", k)
+		}
+	}
+}
+
+func resetCommandStats(ctx context.Context, cc *redis.ClusterClient) error {
+	return cc.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+		return c.ConfigResetStat(ctx).Err()
+	})
+}
