@@ -4,6 +4,7 @@ import (
 	"embed"
 	"html/template"
 	"io/fs"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,14 +24,21 @@ var templateFiles embed.FS
 var staticFiles embed.FS
 
 type app struct {
-	m     *session.Manager
-	pages map[string]*template.Template
+	m         *session.Manager
+	pages     map[string]*template.Template
+	storeName string      // shown in the footer
+	healthy   func() bool // a FallbackStore's breaker; nil without one
+	insecure  bool        // the cookie has no Secure attribute
 }
 
-func newApp(m *session.Manager) (*app, error) {
-	a := &app{m: m, pages: map[string]*template.Template{}}
-	funcs := template.FuncMap{"ago": ago, "when": func(t time.Time) string { return t.Format("2006-01-02 15:04:05") }}
-	for _, page := range []string{"home", "login", "account", "devices"} {
+func newApp(m *session.Manager, storeName string, healthy func() bool) (*app, error) {
+	a := &app{m: m, pages: map[string]*template.Template{}, storeName: storeName, healthy: healthy}
+	funcs := template.FuncMap{
+		"ago":    ago,
+		"when":   func(t time.Time) string { return t.Format("Jan 2, 15:04:05") },
+		"device": deviceName,
+	}
+	for _, page := range []string{"home", "login", "account", "devices", "signed-out"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -52,6 +60,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /login", a.loginForm)
 	mux.HandleFunc("POST /login", a.login)
 	mux.HandleFunc("POST /logout", a.logout)
+	mux.HandleFunc("GET /signed-out", a.signedOut)
 	mux.HandleFunc("GET /account", a.account)
 	mux.HandleFunc("GET /devices", a.devices)
 	mux.HandleFunc("POST /devices/revoke", a.revoke)
@@ -61,13 +70,21 @@ func (a *app) routes() http.Handler {
 
 // page is what every template gets.
 type page struct {
-	User  string
-	Flash string
-	Data  any
+	User    string
+	Flash   string
+	Warning string // the browser is likely to drop the cookie
+	Store   string
+	Data    any
 }
 
 func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session, name string, data any) {
-	p := page{User: s.UserID(), Data: data}
+	p := page{User: s.UserID(), Data: data, Store: a.storeName}
+	if a.healthy != nil && !a.healthy() {
+		p.Store += " (Redis is not answering: serving from memory)"
+	}
+	if !a.insecure && r.TLS == nil && !isLoopbackHost(r.Host) {
+		p.Warning = "This page came over plain HTTP from " + r.Host + ", so your browser will not keep the Secure session cookie and nothing will stick. Open it as http://localhost, serve it over HTTPS, or restart the demo with -insecure."
+	}
 	if flash, ok := s.Get("flash"); ok {
 		p.Flash = flash
 		s.Delete("flash")
@@ -105,7 +122,7 @@ func (a *app) home(w http.ResponseWriter, r *http.Request) {
 	}
 	visits, err := s.Incr(r.Context(), "visits", 1)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, "The session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
 	cart, _ := s.Get("cart")
@@ -164,7 +181,7 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	// Remember the public ID from before, so the account page can show the rotation.
 	s.Set("id_before_login", s.ID())
 	if err := s.Login(r.Context(), user); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, "Could not sign in: the session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
 	a.redirect(w, r, s, "/account", "Signed in as "+user+". Your session token was rotated.")
@@ -176,10 +193,21 @@ func (a *app) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Logout(r.Context()); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
+		http.Error(w, "Could not sign out: the session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
-	a.redirect(w, r, s, "/", "Signed out.")
+	// No flash: storing one would start a new session, and the point of
+	// this page is that the browser holds no session cookie any more.
+	http.Redirect(w, r, "/signed-out", http.StatusSeeOther)
+}
+
+// signedOut confirms a sign-out without starting a session.
+func (a *app) signedOut(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	a.render(w, r, s, "signed-out", nil)
 }
 
 // signedIn loads the session and sends anonymous visitors to the login page.
@@ -219,7 +247,7 @@ func (a *app) devices(w http.ResponseWriter, r *http.Request) {
 	}
 	list, err := a.m.Sessions(r.Context(), s.UserID())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "The session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
 	rows := make([]device, len(list))
@@ -263,7 +291,7 @@ func (a *app) logoutOthers(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.LogoutOthers(r.Context())
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "The session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
 	msg := "Signed out 1 other device."
@@ -285,4 +313,53 @@ func ago(t time.Time) string {
 		return d.Round(time.Minute).String() + " ago"
 	}
 	return t.Format("Jan 2 15:04")
+}
+
+// isLoopbackHost reports whether a Host header names this machine, where
+// browsers treat plain HTTP as a secure context.
+func isLoopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// deviceName turns a User-Agent into words such as "Firefox on Windows".
+// It is a label for people, not detection: the full string is shown too.
+func deviceName(ua string) string {
+	browser := ""
+	for _, b := range []struct{ token, name string }{
+		{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"}, {"FxiOS/", "Firefox"},
+		{"HeadlessChrome/", "Headless Chrome"}, {"CriOS/", "Chrome"}, {"Chrome/", "Chrome"},
+		{"Version/", "Safari"}, {"curl/", "curl"},
+	} {
+		if strings.Contains(ua, b.token) {
+			browser = b.name
+			break
+		}
+	}
+	system := ""
+	for _, o := range []struct{ token, name string }{
+		{"iPhone", "iPhone"}, {"iPad", "iPad"}, {"Android", "Android"}, {"CrOS", "ChromeOS"},
+		{"Windows", "Windows"}, {"Mac OS X", "macOS"}, {"Linux", "Linux"},
+	} {
+		if strings.Contains(ua, o.token) {
+			system = o.name
+			break
+		}
+	}
+	switch {
+	case browser != "" && system != "":
+		return browser + " on " + system
+	case browser != "":
+		return browser
+	case system != "":
+		return system
+	}
+	return "Unknown device"
 }

@@ -21,7 +21,7 @@ func newTestServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(m)
+	a, err := newApp(m, "MemoryStore", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +114,21 @@ func TestTheDemoFlow(t *testing.T) {
 	if page := phone.do("GET", "/account", nil); !strings.Contains(page, "Sign in first") {
 		t.Error("the phone is still signed in after 'log out other devices'")
 	}
-	if out := laptop.do("POST", "/logout", nil); !strings.Contains(out, "Signed out.") || strings.Contains(out, "Sign out</button>") {
+	if out := laptop.do("POST", "/logout", nil); !strings.Contains(out, `id="signed-out"`) || strings.Contains(out, "Sign out</button>") {
 		t.Error("sign out did not sign out")
 	}
+	if n := len(laptop.c.Jar.Cookies(mustParse(t, srv.URL))); n != 0 {
+		t.Errorf("after sign out the browser holds %d cookies, want none", n)
+	}
+}
+
+func mustParse(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 func TestCrossSiteFormsAreRefused(t *testing.T) {
@@ -131,5 +143,61 @@ func TestCrossSiteFormsAreRefused(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST: status %d, want 403", res.StatusCode)
+	}
+}
+
+func TestDeviceNamesAreReadable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, ua, want string
+	}{
+		{"Chrome on Linux", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", "Chrome on Linux"},
+		{"headless Chromium", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36", "Headless Chrome on Linux"},
+		{"Edge is not called Chrome", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", "Edge on Windows"},
+		{"Firefox on macOS", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:133.0) Gecko/20100101 Firefox/133.0", "Firefox on macOS"},
+		{"Safari on iPhone is not called macOS", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1", "Safari on iPhone"},
+		{"Chrome on Android is not called Linux", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", "Chrome on Android"},
+		{"curl", "curl/8.5.0", "curl"},
+		{"nothing known", "", "Unknown device"},
+	}
+	for _, tt := range tests {
+		if got := deviceName(tt.ua); got != tt.want {
+			t.Errorf("%s: deviceName = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestOnlyLoopbackHostsCountAsLocal(t *testing.T) {
+	t.Parallel()
+	for host, want := range map[string]bool{
+		"localhost:8080": true, "localhost": true, "app.localhost:8080": true,
+		"127.0.0.1:8080": true, "[::1]:8080": true, "127.8.9.10": true,
+		"192.168.1.20:8080": false, "example.com": false, "localhost.example.com:80": false, "": false,
+	} {
+		if got := isLoopbackHost(host); got != want {
+			t.Errorf("isLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func TestAPlainHTTPNonLocalHostIsWarnedAboutTheSecureCookie(t *testing.T) {
+	t.Parallel()
+	store := session.NewMemoryStore()
+	t.Cleanup(func() { store.Close() })
+	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{[]byte("example app test secret, 32 bytes+")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(m, "MemoryStore", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, warned := range map[string]bool{"localhost:8080": false, "192.168.1.20:8080": true} {
+		req := httptest.NewRequest("GET", "http://"+host+"/login", nil)
+		rec := httptest.NewRecorder()
+		a.routes().ServeHTTP(rec, req)
+		if got := strings.Contains(rec.Body.String(), "will not keep the Secure session cookie"); got != warned {
+			t.Errorf("GET http://%s/login: warned %v, want %v", host, got, warned)
+		}
 	}
 }

@@ -3,9 +3,13 @@
 // rotation), an account page, a devices page with per-device revoke and
 // "log out other devices", and sign out.
 //
-//	go run ./example                      # embedded Redis (miniredis), nothing to install
+//	go run ./example                         # embedded Redis (miniredis): nothing to install
 //	REDIS_URL=redis://127.0.0.1:6379/0 go run ./example
-//	go run ./example -store=memory
+//	go run ./example -store=memory           # MemoryStore
+//	go run ./example -addr 127.0.0.1:9090
+//
+// SESSION_SECRET (32 bytes or more) keeps sessions valid across restarts;
+// without it the app makes a random secret for this run and says so.
 package main
 
 import (
@@ -14,7 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,28 +33,54 @@ import (
 	"github.com/sessionkit/session"
 )
 
+// config is what the command line and the environment choose.
+type config struct {
+	addr     string
+	store    string // "redis" or "memory"
+	insecure bool   // drop Secure and the __Host- prefix
+	redisURL string // REDIS_URL; "" runs an embedded miniredis
+	secret   string // SESSION_SECRET; "" makes a random one
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	storeKind := flag.String("store", "redis", `"redis" (REDIS_URL, or an embedded miniredis when unset) or "memory"`)
-	insecure := flag.Bool("insecure", false, "drop the Secure cookie attribute, for browsers that refuse Secure cookies over http://localhost")
+	var cfg config
+	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	flag.StringVar(&cfg.store, "store", "redis", `"redis" (REDIS_URL, or an embedded miniredis when it is unset) or "memory"`)
+	flag.BoolVar(&cfg.insecure, "insecure", false, "drop the Secure cookie attribute, for browsers that refuse Secure cookies over http://localhost (development only)")
 	flag.Parse()
-	if err := run(*addr, *storeKind, *insecure); err != nil {
-		log.Fatal(err)
+	cfg.redisURL = os.Getenv("REDIS_URL")
+	cfg.secret = os.Getenv("SESSION_SECRET")
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C ends the process at once
+	}()
+	if err := run(ctx, cfg, os.Stdout, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "example:", err)
+		os.Exit(1)
 	}
 }
 
-func run(addr, storeKind string, insecure bool) error {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	store, closeStore, err := openStore(storeKind, logger)
+// run serves the demo until ctx ends, then shuts down cleanly. It prints
+// the URL to open on out.
+func run(ctx context.Context, cfg config, out io.Writer, logger *slog.Logger) error {
+	secret, err := sessionSecret(cfg.secret, out)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer st.close()
 
 	m, err := session.New(session.Options{
-		Store:         store,
-		Secrets:       [][]byte{secret(logger)},
-		Cookie:        session.CookieOptions{Insecure: insecure},
+		Store:         st.store,
+		Secrets:       [][]byte{secret},
+		Cookie:        session.CookieOptions{Insecure: cfg.insecure},
 		IdleTimeout:   30 * time.Minute,
 		Lifetime:      12 * time.Hour,
 		TouchInterval: 10 * time.Second, // short, so the devices page shows activity
@@ -61,23 +91,22 @@ func run(addr, storeKind string, insecure bool) error {
 	}
 	defer m.Close()
 
-	app, err := newApp(m)
+	app, err := newApp(m, st.name, st.healthy)
+	if err != nil {
+		return err
+	}
+	app.insecure = cfg.insecure
+	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Addr:              addr,
 		Handler:           app.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("session demo on http://%s (store: %s) — Ctrl-C to stop\n", displayAddr(ln.Addr()), storeKind)
+	fmt.Fprintf(out, "session demo: open http://%s  (store: %s; Ctrl-C to stop)\n", displayAddr(ln.Addr()), st.name)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -88,59 +117,95 @@ func run(addr, storeKind string, insecure bool) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil {
-		return err
+		return fmt.Errorf("shutting down: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	fmt.Println("stopped")
+	fmt.Fprintln(out, "session demo: stopped")
 	return nil
 }
 
-// displayAddr shows a loopback listener as localhost: browsers treat
-// http://localhost as a secure context, so the Secure cookie works there.
+// displayAddr names a loopback or wildcard listener as localhost: browsers
+// treat http://localhost as a secure context and keep the Secure cookie
+// there, while a LAN address over plain HTTP would lose it.
 func displayAddr(a net.Addr) string {
 	tcp, ok := a.(*net.TCPAddr)
-	if ok && tcp.IP.IsLoopback() {
+	if ok && (tcp.IP.IsLoopback() || tcp.IP.IsUnspecified()) {
 		return fmt.Sprintf("localhost:%d", tcp.Port)
 	}
 	return a.String()
 }
 
-func openStore(kind string, logger *slog.Logger) (session.Store, func(), error) {
-	switch kind {
-	case "memory":
-		s := session.NewMemoryStore()
-		return s, func() { s.Close() }, nil
-	case "redis":
-		if url := os.Getenv("REDIS_URL"); url != "" {
-			opts, err := redis.ParseURL(url)
-			if err != nil {
-				return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
-			}
-			c := redis.NewClient(opts)
-			return session.NewRedisStore(c, session.RedisOptions{}), func() { c.Close() }, nil
-		}
-		mr, err := miniredis.Run()
-		if err != nil {
-			return nil, nil, fmt.Errorf("starting the embedded Redis: %w", err)
-		}
-		logger.Info("using an embedded Redis (miniredis); set REDIS_URL to use a real one", "addr", mr.Addr())
-		c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		return session.NewRedisStore(c, session.RedisOptions{}), func() { c.Close(); mr.Close() }, nil
-	}
-	return nil, nil, fmt.Errorf("-store=%q: want redis or memory", kind)
+// openedStore is the store the demo runs on, with what the pages say about it.
+type openedStore struct {
+	store   session.Store
+	name    string      // for the console and the page footer
+	healthy func() bool // nil unless a FallbackStore is in front
+	close   func()
 }
 
-// secret reads SESSION_SECRET, or makes a random one for this run.
-func secret(logger *slog.Logger) []byte {
-	if s := os.Getenv("SESSION_SECRET"); s != "" {
-		return []byte(s)
+func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedStore, error) {
+	switch cfg.store {
+	case "memory":
+		s := session.NewMemoryStore()
+		return &openedStore{store: s, name: "MemoryStore", close: func() { s.Close() }}, nil
+	case "redis":
+	default:
+		return nil, fmt.Errorf("-store=%q: want redis or memory", cfg.store)
 	}
-	b := make([]byte, 32)
+
+	var (
+		client *redis.Client
+		name   string
+		closes []func()
+	)
+	if cfg.redisURL != "" {
+		opts, err := redis.ParseURL(cfg.redisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		client, name = redis.NewClient(opts), "Redis at "+opts.Addr
+		ping, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err = client.Ping(ping).Err()
+		cancel()
+		if err != nil {
+			client.Close()
+			return nil, fmt.Errorf("cannot reach Redis at %s (REDIS_URL): %w; unset REDIS_URL to use the embedded Redis", opts.Addr, err)
+		}
+	} else {
+		mr, err := miniredis.Run() // listens on 127.0.0.1, a free port
+		if err != nil {
+			return nil, fmt.Errorf("starting the embedded Redis: %w", err)
+		}
+		closes = append(closes, mr.Close)
+		client, name = redis.NewClient(&redis.Options{Addr: mr.Addr()}), "Redis (embedded miniredis)"
+	}
+	closes = append([]func(){func() { client.Close() }}, closes...)
+
+	store := session.NewRedisStore(client, session.RedisOptions{})
+	var healthy func() bool
+	return &openedStore{store: store, name: name, healthy: healthy, close: func() {
+		for _, c := range closes {
+			c()
+		}
+	}}, nil
+}
+
+// sessionSecret returns SESSION_SECRET, or a random secret for this run
+// with a note that sessions will not survive a restart.
+func sessionSecret(env string, out io.Writer) ([]byte, error) {
+	if env != "" {
+		if len(env) < session.MinSecretLength {
+			return nil, fmt.Errorf("SESSION_SECRET is %d bytes; it must be at least %d (for example: export SESSION_SECRET=$(openssl rand -base64 32))", len(env), session.MinSecretLength)
+		}
+		return []byte(env), nil
+	}
+	b := make([]byte, session.MinSecretLength)
 	if _, err := rand.Read(b); err != nil {
-		log.Fatal(err)
+		return nil, err
 	}
-	logger.Warn("SESSION_SECRET is not set: using a random development secret, so sessions end when the demo restarts. Set SESSION_SECRET (32+ bytes) to keep them.")
-	return b
+	fmt.Fprintln(out, "session demo: SESSION_SECRET is not set, so this run uses a random development secret and")
+	fmt.Fprintln(out, "              its sessions end when it stops. To keep them: export SESSION_SECRET=$(openssl rand -base64 32)")
+	return b, nil
 }
