@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 )
@@ -62,4 +63,8 @@ func (s *sink) WriteHeader(code int)        { s.code = code }
 func (s *sink) reset() {
 	clear(s.h)
 	s.code = 0
+}
+
+func errNoCookie(l *lib) error {
+	return fmt.Errorf("bench: %s set no %s cookie", l.name, l.cookieName)
 }
