@@ -45,6 +45,13 @@ const (
 	EventRevoke EventKind = "revoke" // Revoke, RevokeAll, LogoutOthers
 )
 
+// FallbackStore events: where calls go while the primary store is down.
+const (
+	EventPrimaryDown EventKind = "primary_down" // the breaker opened; Err says why
+	EventFallback    EventKind = "fallback"     // a call served from memory; Err is its result
+	EventPrimaryUp   EventKind = "primary_up"   // the outage was replayed and the breaker closed
+)
+
 // Security events: Err says why.
 const (
 	EventCookieRejected  EventKind = "cookie_rejected"  // forged, tampered, expired or malformed

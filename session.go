@@ -55,6 +55,9 @@ func New(opts Options) (*Manager, error) {
 		m.ownStore = NewMemoryStore()
 		m.store = m.ownStore
 	}
+	if a, ok := m.store.(interface{ attach(*slog.Logger, Observer) }); ok {
+		a.attach(cfg.logger, cfg.observer) // a FallbackStore reports its breaker here
+	}
 	if cfg.observer != nil {
 		m.store = observedStore{Store: m.store, o: cfg.observer}
 	}

@@ -16,7 +16,7 @@ func TestMemoryStoreKeepsItsSizeCapUnderAFlood(t *testing.T) {
 	defer s.Close()
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
 	var first session.Key
-	for i := range 100_000 {
+	for i := range 1_000_000 {
 		k := sessiontest.NewKey("")
 		if i == 0 {
 			first = k
