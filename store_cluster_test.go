@@ -396,3 +396,102 @@ func resetCommandStats(ctx context.Context, cc *redis.ClusterClient) error {
 		return c.ConfigResetStat(ctx).Err()
 	})
 }
+
+func TestRedisPrefixWithABraceIsRefused(t *testing.T) {
+	fake := newFakeRedis(t)
+	for _, prefix := range []string{"x{}", "{app}:", "a}", "{"} {
+		store := session.NewRedisStore(fake.client, session.RedisOptions{Prefix: prefix})
+		k := sessiontest.NewKey("u")
+		if _, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); !errors.Is(err, session.ErrInvalidOptions) {
+			t.Errorf("Create with prefix %q: err = %v, want ErrInvalidOptions", prefix, err)
+		}
+		if err := store.Delete(t.Context(), k); !errors.Is(err, session.ErrInvalidOptions) {
+			t.Errorf("Delete with prefix %q: err = %v, want ErrInvalidOptions (a logout must not silently do nothing)", prefix, err)
+		}
+		if _, err := store.RevokeAll(t.Context(), "u", session.Key{}); !errors.Is(err, session.ErrInvalidOptions) {
+			t.Errorf("RevokeAll with prefix %q: err = %v, want ErrInvalidOptions", prefix, err)
+		}
+	}
+	if keys := fake.m.Keys(); len(keys) != 0 {
+		t.Errorf("a refused store wrote %v", keys)
+	}
+}
+
+// waitTimeout is the WAIT bound in the WaitReplicas tests: long enough to
+// tell from a round trip, short enough not to trip the cluster's failure
+// detection while the replicas are paused.
+const waitTimeout = 300 * time.Millisecond
+
+func TestRedisClusterWaitReplicas(t *testing.T) {
+	cluster := sessiontest.StartRedisCluster(t)
+	cc := cluster.Client(t, nil)
+	replicas, err := cluster.Replicas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testWaitReplicas(t, cc, replicas)
+}
+
+func TestRedisSentinelWaitReplicas(t *testing.T) {
+	sentinel := sessiontest.StartRedisSentinel(t)
+	primary, err := sentinel.Primary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replicas []*sessiontest.RedisServer
+	for _, d := range sentinel.Data {
+		if d != primary {
+			replicas = append(replicas, d)
+		}
+	}
+	testWaitReplicas(t, sentinel.Client(t, nil), replicas)
+}
+
+// testWaitReplicas shows that with WaitReplicas a logout waits for a
+// replica: at once while the replicas run, for WaitTimeout (and no more,
+// and without failing) while they are paused. That it waits at all shows
+// the WAIT went on the write's own connection: WAIT on another would have
+// nothing to wait for.
+func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*sessiontest.RedisServer) {
+	t.Helper()
+	durable := session.NewRedisStore(c, session.RedisOptions{Prefix: freshPrefix(), WaitReplicas: 1, WaitTimeout: waitTimeout})
+	plain := session.NewRedisStore(c, session.RedisOptions{Prefix: freshPrefix()})
+	if err := c.ScriptFlush(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	exerciseEveryPath(t, durable, "durable") // from an empty script cache: NOSCRIPT, then EVAL with WAIT
+	logout := func(store session.Store) time.Duration {
+		t.Helper()
+		k := sessiontest.NewKey("wait")
+		if _, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := store.Delete(t.Context(), k); err != nil {
+			t.Fatalf("logout: %v", err)
+		}
+		return time.Since(start)
+	}
+	if d := logout(durable); d > waitTimeout/2 {
+		t.Errorf("a logout waiting for running replicas took %v", d)
+	}
+	for _, r := range replicas {
+		if err := r.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Resume() })
+	}
+	paused, unpaused := logout(durable), logout(plain)
+	for _, r := range replicas {
+		if err := r.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if paused < waitTimeout || paused > waitTimeout+500*time.Millisecond {
+		t.Errorf("a logout waiting for paused replicas took %v, want about the %v WaitTimeout", paused, waitTimeout)
+	}
+	if unpaused > waitTimeout/2 {
+		t.Errorf("a logout without WaitReplicas took %v while the replicas were paused", unpaused)
+	}
+	t.Logf("logout with WaitReplicas 1: %v with the replicas paused (WaitTimeout %v); without: %v", paused.Round(time.Millisecond), waitTimeout, unpaused.Round(time.Millisecond))
+}

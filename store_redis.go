@@ -16,9 +16,24 @@ import (
 
 // RedisOptions configures NewRedisStore. The zero value means the defaults.
 type RedisOptions struct {
-	// Prefix starts every key the store writes. Default "session:".
+	// Prefix starts every key the store writes. Default "session:". It may
+	// not contain '{' or '}': the hash tag that keeps a user's keys in one
+	// cluster slot must be the store's own.
 	Prefix string
+	// WaitReplicas, if above 0, makes logins, logouts and revocations wait
+	// (Redis WAIT, on the same connection as the write) until that many
+	// replicas have the write, or WaitTimeout has passed, so that a failover
+	// right after them is less likely to undo them. Replication is
+	// asynchronous otherwise. Default 0: no waiting. If fewer replicas
+	// answer in time, the operation still succeeds.
+	WaitReplicas int
+	// WaitTimeout bounds the wait for WaitReplicas. Default 100ms; keep it
+	// well under the client's ReadTimeout.
+	WaitTimeout time.Duration
 }
+
+// DefaultWaitTimeout is RedisOptions.WaitTimeout's default.
+const DefaultWaitTimeout = 100 * time.Millisecond
 
 // RedisStore keeps sessions in Redis, one hash per session, on a single
 // node, Sentinel or Cluster (any redis.UniversalClient). It is safe for
@@ -34,21 +49,119 @@ type RedisOptions struct {
 // cluster slot and no user ID can reach into another's names; an anonymous
 // session's T is "a" + the start of its hash, spreading them over slots.
 // Every step that runs more than one command is one Lua script, so it is
-// atomic and costs one round trip. Session reads must go to primaries: do not
-// set ReadOnly or RouteRandomly on the client.
+// atomic and costs one round trip.
+//
+// Session reads go to primaries, as they must (a replica may not have seen a
+// logout yet): the store sends only EVAL and EVALSHA, which Redis does not
+// flag read-only, so a cluster client routes them to the slot's primary
+// even with ReadOnly, RouteRandomly or RouteByLatency set. A client that
+// talks to a replica only (FailoverOptions.ReplicaOnly with
+// NewFailoverClient, or a plain client on a replica's address) fails every
+// write and every read of a live session with a READONLY error.
+//
+// On a cluster client, a failure that is not a Redis reply (a refused
+// connection to a primary that just died, a timeout) makes the client
+// reload its slot map at once rather than after ClusterStateReloadInterval.
 type RedisStore struct {
-	c      redis.UniversalClient
-	prefix string
+	c            redis.UniversalClient
+	cluster      *redis.ClusterClient // c, when it is one
+	prefix       string
+	waitReplicas int
+	waitTimeout  time.Duration
+	err          error // a configuration error every method returns
 }
 
 // NewRedisStore returns a store on c. It does no I/O, so it neither blocks
-// nor fails when Redis is down.
+// nor fails when Redis is down. Invalid options (a Prefix with a brace, a
+// negative WaitReplicas or WaitTimeout) make every method fail with
+// ErrInvalidOptions.
 func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
-	prefix := opts.Prefix
-	if prefix == "" {
-		prefix = "session:"
+	s := &RedisStore{c: c, prefix: opts.Prefix, waitReplicas: opts.WaitReplicas, waitTimeout: opts.WaitTimeout}
+	s.cluster, _ = c.(*redis.ClusterClient)
+	if s.prefix == "" {
+		s.prefix = "session:"
 	}
-	return &RedisStore{c: c, prefix: prefix}
+	if s.waitTimeout == 0 {
+		s.waitTimeout = DefaultWaitTimeout
+	}
+	switch {
+	case strings.ContainsAny(s.prefix, "{}"):
+		s.err = fmt.Errorf("%w: RedisOptions.Prefix %q contains a brace, which would take over the cluster hash tag", ErrInvalidOptions, s.prefix)
+	case opts.WaitReplicas < 0:
+		s.err = fmt.Errorf("%w: RedisOptions.WaitReplicas is negative", ErrInvalidOptions)
+	case opts.WaitTimeout < 0 || (opts.WaitTimeout > 0 && opts.WaitTimeout < time.Millisecond):
+		s.err = fmt.Errorf("%w: RedisOptions.WaitTimeout is %v, need 0 (default) or at least 1ms", ErrInvalidOptions, opts.WaitTimeout)
+	}
+	return s
+}
+
+// run runs script by EVALSHA, falling back to EVAL on NOSCRIPT. go-redis's
+// Script.Run routes both by the first key, so the EVAL goes to the very
+// node that lacked the script: the fallback works per node, and on a
+// primary promoted from a replica that never saw the script.
+func (s *RedisStore) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	cmd := script.Run(ctx, s.c, keys, args...)
+	s.noteFailure(cmd.Err())
+	return cmd
+}
+
+// noteFailure makes a cluster client reload its slot map after a failure
+// that may mean a primary is gone: go-redis otherwise keeps sending that
+// slot's commands to the dead primary until its ClusterStateReloadInterval
+// (60s by default) runs out, long after a replica took over
+// (redis/go-redis#3979). The reload is asynchronous and coalesced.
+func (s *RedisStore) noteFailure(err error) {
+	if err == nil || s.cluster == nil {
+		return
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) && !redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN") {
+		return // Redis answered: the node is alive and serves the slot
+	}
+	s.cluster.ReloadState(context.Background())
+}
+
+// runDurable runs script like run; with WaitReplicas set, it then waits
+// until that many replicas have the write. WAIT counts only the writes of
+// its own connection, so the script and the WAIT go in one pipeline to the
+// primary of the first key.
+func (s *RedisStore) runDurable(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	if s.waitReplicas == 0 {
+		return s.run(ctx, script, keys, args...).Result()
+	}
+	var node interface{ Pipeline() redis.Pipeliner } = s.c
+	if s.cluster != nil {
+		n, err := s.cluster.MasterForKey(ctx, keys[0])
+		if err != nil {
+			s.noteFailure(err)
+			return nil, err
+		}
+		node = n
+	}
+	res, err := evalAndWait(ctx, node, script.EvalSha, keys, args, s.waitReplicas, s.waitTimeout)
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		res, err = evalAndWait(ctx, node, script.Eval, keys, args, s.waitReplicas, s.waitTimeout)
+	}
+	if s.cluster != nil && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+		// The slot moved since the client's map was made: reload it, and
+		// let the client follow the redirect (without the wait).
+		s.cluster.ReloadState(context.Background())
+		return s.run(ctx, script, keys, args...).Result()
+	}
+	s.noteFailure(err)
+	return res, err
+}
+
+// evalAndWait sends eval and WAIT in one pipeline. Too few replicas within
+// the timeout is not an error: the write is on the primary.
+func evalAndWait(ctx context.Context, node interface{ Pipeline() redis.Pipeliner },
+	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
+	keys []string, args []any, replicas int, timeout time.Duration) (any, error) {
+	pipe := node.Pipeline()
+	cmd := eval(ctx, pipe, keys, args...)
+	pipe.Do(ctx, "WAIT", replicas, timeout.Milliseconds())
+	_, _ = pipe.Exec(ctx) // the script's own error is checked here
+	return cmd.Result()
 }
 
 //go:embed lua/*.lua
@@ -132,6 +245,9 @@ func (s *RedisStore) userPrefix(userID string) string {
 // keys returns the script KEYS for a session: the hash alone while
 // anonymous; hash, generation and index for a user's session.
 func (s *RedisStore) keys(k Key) ([]string, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
 	if !validHash(k.Hash) {
 		return nil, ErrNotFound
 	}
@@ -147,6 +263,9 @@ func (s *RedisStore) keys(k Key) ([]string, error) {
 
 // userKeys returns KEYS for the per-user scripts: generation, index.
 func (s *RedisStore) userKeys(userID string) (prefix string, keys []string, err error) {
+	if s.err != nil {
+		return "", nil, s.err
+	}
 	if err := ValidateUserID(userID); err != nil {
 		return "", nil, err
 	}
@@ -162,7 +281,7 @@ func (s *RedisStore) Create(ctx context.Context, k Key, rec Record, p Policy) (R
 	if err != nil {
 		return Record{}, err
 	}
-	res, err := scriptCreate.Run(ctx, s.c, keys, args...).Result()
+	res, err := s.runDurable(ctx, scriptCreate, keys, args...)
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis create: %w", err)
 	}
@@ -228,7 +347,7 @@ func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Recor
 	if err != nil {
 		return Record{}, err
 	}
-	res, err := scriptLoad.Run(ctx, s.c, keys, k.Hash, k.UserID,
+	res, err := s.run(ctx, scriptLoad, keys, k.Hash, k.UserID,
 		millis(p.IdleTimeout), p.TouchInterval.Milliseconds(), c.UserAgent, c.IP).Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis load: %w", err)
@@ -305,7 +424,7 @@ func (s *RedisStore) Update(ctx context.Context, k Key, c Change, p Policy) erro
 	for _, name := range c.Delete {
 		args = append(args, valuePrefix+name)
 	}
-	res, err := scriptUpdate.Run(ctx, s.c, keys, args...).Int64()
+	res, err := s.run(ctx, scriptUpdate, keys, args...).Int64()
 	if err != nil {
 		return fmt.Errorf("session: redis update: %w", err)
 	}
@@ -321,7 +440,7 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 	if err != nil {
 		return 0, err
 	}
-	res, err := scriptIncr.Run(ctx, s.c, keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
+	res, err := s.run(ctx, scriptIncr, keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
 	if err != nil {
 		if msg := err.Error(); strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
 			return 0, ErrNotInteger
@@ -356,7 +475,7 @@ func (s *RedisStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, 
 		if r.Renew {
 			return Record{}, ErrNotFound
 		}
-		res, err := scriptCreate.Run(ctx, s.c, createKeys, createArgs...).Result()
+		res, err := s.runDurable(ctx, scriptCreate, createKeys, createArgs...)
 		if err != nil {
 			return Record{}, fmt.Errorf("session: redis rotate: %w", err)
 		}
@@ -366,10 +485,7 @@ func (s *RedisStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, 
 	if err != nil {
 		return Record{}, err
 	}
-	replies, err := s.pipelineScripts(ctx, []scriptCall{
-		{scriptTakeover, fromKeys, []any{r.From.Hash, r.From.UserID}},
-		{scriptCreate, createKeys, createArgs},
-	})
+	replies, err := s.takeoverAndCreate(ctx, r, fromKeys, createKeys, createArgs)
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis rotate: %w", err)
 	}
@@ -407,6 +523,28 @@ func (s *RedisStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, 
 	return out, nil
 }
 
+// takeoverAndCreate ends the old session and creates the new one, in one
+// pipeline; with WaitReplicas, one after the other, each waiting for its
+// replicas (the two may live on different primaries).
+func (s *RedisStore) takeoverAndCreate(ctx context.Context, r Rotation, fromKeys, createKeys []string, createArgs []any) ([]any, error) {
+	takeoverArgs := []any{r.From.Hash, r.From.UserID}
+	if s.waitReplicas == 0 {
+		return s.pipelineScripts(ctx, []scriptCall{
+			{scriptTakeover, fromKeys, takeoverArgs},
+			{scriptCreate, createKeys, createArgs},
+		})
+	}
+	old, err := s.runDurable(ctx, scriptTakeover, fromKeys, takeoverArgs...)
+	if err != nil {
+		return nil, err
+	}
+	created, err := s.runDurable(ctx, scriptCreate, createKeys, createArgs...)
+	if err != nil {
+		return nil, err
+	}
+	return []any{old, created}, nil
+}
+
 type scriptCall struct {
 	script *redis.Script
 	keys   []string
@@ -429,6 +567,7 @@ func (s *RedisStore) pipelineScripts(ctx context.Context, calls []scriptCall) ([
 			res, err = calls[i].script.Eval(ctx, s.c, calls[i].keys, calls[i].args...).Result()
 		}
 		if err != nil {
+			s.noteFailure(err)
 			return nil, err
 		}
 		out[i] = res
@@ -440,9 +579,12 @@ func (s *RedisStore) pipelineScripts(ctx context.Context, calls []scriptCall) ([
 func (s *RedisStore) Delete(ctx context.Context, k Key) error {
 	keys, err := s.keys(k)
 	if err != nil {
+		if s.err != nil {
+			return s.err
+		}
 		return nil // no such key can exist
 	}
-	if err := scriptDelete.Run(ctx, s.c, keys, k.Hash, k.UserID).Err(); err != nil {
+	if _, err := s.runDurable(ctx, scriptDelete, keys, k.Hash, k.UserID); err != nil {
 		return fmt.Errorf("session: redis delete: %w", err)
 	}
 	return nil
@@ -454,7 +596,7 @@ func (s *RedisStore) List(ctx context.Context, userID string) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := scriptList.Run(ctx, s.c, keys, prefix).StringSlice()
+	res, err := s.run(ctx, scriptList, keys, prefix).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("session: redis list: %w", err)
 	}
@@ -477,7 +619,8 @@ func (s *RedisStore) Revoke(ctx context.Context, userID, id string) error {
 	if err != nil {
 		return err
 	}
-	n, err := scriptRevoke.Run(ctx, s.c, keys, prefix, id).Int64()
+	res, err := s.runDurable(ctx, scriptRevoke, keys, prefix, id)
+	n, _ := res.(int64)
 	if err != nil {
 		return fmt.Errorf("session: redis revoke: %w", err)
 	}
@@ -497,7 +640,8 @@ func (s *RedisStore) RevokeAll(ctx context.Context, userID string, keep Key) (in
 	if keep.UserID == userID && validHash(keep.Hash) {
 		keepHash = keep.Hash
 	}
-	n, err := scriptRevokeAll.Run(ctx, s.c, keys, prefix, keepHash).Int64()
+	res, err := s.runDurable(ctx, scriptRevokeAll, keys, prefix, keepHash)
+	n, _ := res.(int64)
 	if err != nil {
 		return 0, fmt.Errorf("session: redis revoke all: %w", err)
 	}

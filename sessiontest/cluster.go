@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,4 +311,35 @@ func (s *RedisServer) running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cmd != nil
+}
+
+// Pause stops the server's process (SIGSTOP) without ending it, as a stalled
+// machine would; Resume continues it. A paused server is still "running".
+func (s *RedisServer) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *RedisServer) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *RedisServer) signal(sig os.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return fmt.Errorf("redis-server %s is not running", s.Addr)
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
+// Replicas returns the live nodes that currently say they are replicas.
+func (c *RedisCluster) Replicas() ([]*RedisServer, error) {
+	var out []*RedisServer
+	for _, n := range c.Alive() {
+		role, err := nodeRole(n.Addr)
+		if err != nil {
+			return nil, err
+		}
+		if role == "slave" {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
