@@ -19,13 +19,27 @@ var stateKey = &contextKey{"session"}
 
 // requestState is what the middleware keeps for one request. The session
 // is loaded on the first Manager.Load, so a request that never asks costs
-// no cookie decoding and no store call.
+// no cookie decoding and no store call. It is also the request's context
+// (the original one plus itself under stateKey) and holds the response
+// writer, so that the middleware costs one allocation besides the
+// request's WithContext: a request that never loads its session should
+// cost next to nothing.
 type requestState struct {
-	m           *Manager
-	r           *http.Request
-	mu          sync.Mutex
-	sess        *Session
-	headersSent atomic.Bool // the cookie can no longer be changed
+	context.Context // the request's original context
+	m               *Manager
+	r               *http.Request
+	mu              sync.Mutex
+	sess            *Session
+	headersSent     atomic.Bool // the cookie can no longer be changed
+	w               commitWriter
+}
+
+// Value finds the state itself under stateKey, as context.WithValue would.
+func (st *requestState) Value(key any) any {
+	if key == stateKey {
+		return st
+	}
+	return st.Context.Value(key)
 }
 
 // Middleware loads sessions lazily for next and saves what changed before
@@ -33,9 +47,10 @@ type requestState struct {
 // nothing. If saving fails, Options.ErrorHandler answers instead.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := &requestState{m: m, r: r}
-		r = r.WithContext(context.WithValue(r.Context(), stateKey, st))
-		cw := &commitWriter{ResponseWriter: w, st: st, r: r}
+		st := &requestState{Context: r.Context(), m: m, r: r}
+		r = r.WithContext(st)
+		st.w = commitWriter{ResponseWriter: w, st: st, r: r}
+		cw := &st.w
 		next.ServeHTTP(cw, r)
 		// Reached only if next did not panic.
 		if !cw.wroteHeader {
