@@ -45,5 +45,5 @@ echo
 echo "## Redis memory per session (3 small values)"
 benchstat -col /lib results/memory.txt
 echo
-echo "## Targets"
-go run ./cmd/targets results/micro.txt results/load.txt
+echo "## Medians and targets"
+go run ./cmd/targets results/micro.txt results/load.txt results/memory.txt

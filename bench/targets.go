@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"regexp"
@@ -137,8 +138,53 @@ func WriteTargets(w io.Writer, r Results) (missed int) {
 }
 
 func format(v float64) string {
-	if v >= 10 || v <= -10 {
+	if v >= 10 || v <= -10 || v == float64(int64(v)) {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+// summaryLibs orders the libraries as the summary tables show them.
+var summaryLibs = []string{"ours", "scs-idle", "gorilla", "raw", "ours-mem", "scs-mem", "none"}
+
+// WriteSummary prints markdown tables of the medians in r: per request
+// (time, allocations, Redis round trips and commands) by scenario and
+// library, end to end (requests/s, p50, p99), and Redis memory per session.
+func WriteSummary(w io.Writer, r Results) {
+	table := func(title, prefix string, rows []string, unit string, scale float64, suffix string) {
+		var libs []string
+		for _, lib := range summaryLibs {
+			for _, row := range rows {
+				if _, ok := r.Median(prefix+row+"/lib="+lib, unit); ok {
+					libs = append(libs, lib)
+					break
+				}
+			}
+		}
+		if len(libs) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s\n\n| |%s|\n|---|%s\n", title, " "+strings.Join(libs, " | ")+" ", strings.Repeat("---|", len(libs)))
+		for _, row := range rows {
+			fmt.Fprintf(w, "| %s |", cmp.Or(strings.TrimPrefix(row, "scenario="), "per session"))
+			for _, lib := range libs {
+				if v, ok := r.Median(prefix+row+"/lib="+lib, unit); ok {
+					fmt.Fprintf(w, " %s%s |", format(v*scale), suffix)
+				} else {
+					fmt.Fprint(w, " |")
+				}
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	scenarios := []string{"scenario=new", "scenario=read", "scenario=write", "scenario=parallel-read", "scenario=untouched", "scenario=login"}
+	table("Time per request (median µs/op; login is two requests)", "Session/", scenarios, "ns/op", 1e-3, "")
+	table("Allocations per request (allocs/op)", "Session/", scenarios, "allocs/op", 1, "")
+	table("Redis round trips per request (go-redis hook)", "Session/", scenarios, "rt/op", 1, "")
+	table("Redis commands executed per request (INFO commandstats, commands inside scripts included)", "Session/", scenarios, "cmds/op", 1, "")
+	e2e := []string{"scenario=read", "scenario=write"}
+	table("End to end, 64 connections: requests/s", "Load/", e2e, "req/s", 1, "")
+	table("End to end, 64 connections: p50 latency (µs)", "Load/", e2e, "p50-µs", 1, "")
+	table("End to end, 64 connections: p99 latency (µs)", "Load/", e2e, "p99-µs", 1, "")
+	table("Redis memory per session, 3 small values (MEMORY USAGE, bytes)", "RedisMemory", []string{""}, "redis-B/session", 1, "")
 }

@@ -1,9 +1,10 @@
 // Command targets reads `go test -bench` output of the bench module (from
-// files, or stdin) and prints issue 7's speed targets as a markdown table:
-// each a ratio or difference of medians measured in that output. It exits
+// files, or stdin) and prints markdown tables of the medians, then issue 7's
+// speed targets: each a ratio or difference of medians measured in that
+// output. It exits
 // 0 even when a target is missed: the table says which.
 //
-//	go run ./cmd/targets results/micro.txt results/load.txt
+//	go run ./cmd/targets results/micro.txt results/load.txt results/memory.txt
 package main
 
 import (
@@ -33,6 +34,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	bench.WriteSummary(os.Stdout, r)
+	fmt.Println()
 	if missed := bench.WriteTargets(os.Stdout, r); missed > 0 {
 		fmt.Printf("\n%d of %d targets missed or not measured.\n", missed, len(bench.Targets))
 	}
