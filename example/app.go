@@ -2,13 +2,16 @@ package main
 
 import (
 	"embed"
+	"errors"
 	"html/template"
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sessionkit/session"
@@ -29,6 +32,12 @@ type app struct {
 	storeName string      // shown in the footer
 	healthy   func() bool // a FallbackStore's breaker; nil without one
 	insecure  bool        // the cookie has no Secure attribute
+	// outage stops or restarts the embedded Redis behind a FallbackStore;
+	// nil unless the demo runs both.
+	outage func(down bool) error
+
+	mu        sync.Mutex
+	redisDown bool // outage(true) was the last call
 }
 
 func newApp(m *session.Manager, storeName string, healthy func() bool) (*app, error) {
@@ -65,6 +74,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /devices", a.devices)
 	mux.HandleFunc("POST /devices/revoke", a.revoke)
 	mux.HandleFunc("POST /devices/logout-others", a.logoutOthers)
+	mux.HandleFunc("POST /demo/redis", a.toggleRedis)
 	return http.NewCrossOriginProtection().Handler(a.m.Middleware(mux))
 }
 
@@ -74,7 +84,13 @@ type page struct {
 	Flash   string
 	Warning string // the browser is likely to drop the cookie
 	Store   string
+	Outage  *outageControl // nil: no control on the page
 	Data    any
+}
+
+// outageControl is the footer's button that stops or starts the embedded Redis.
+type outageControl struct {
+	Down bool // Redis is stopped: the button starts it
 }
 
 func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session, name string, data any) {
@@ -82,8 +98,17 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session,
 	if a.healthy != nil && !a.healthy() {
 		p.Store += " (Redis is not answering: serving from memory)"
 	}
-	if !a.insecure && r.TLS == nil && !isLoopbackHost(r.Host) {
+	if a.outage != nil {
+		a.mu.Lock()
+		p.Outage = &outageControl{Down: a.redisDown}
+		a.mu.Unlock()
+	}
+	switch {
+	case a.insecure:
+	case r.TLS == nil && !isLoopbackHost(r.Host):
 		p.Warning = "This page came over plain HTTP from " + r.Host + ", so your browser will not keep the Secure session cookie and nothing will stick. Open it as http://localhost, serve it over HTTPS, or restart the demo with -insecure."
+	case cookieDropped(r):
+		p.Warning = "Your browser did not send back the session cookie the home page set, so nothing will stick. Safari does not keep Secure cookies on http://localhost (Chrome, Edge and Firefox do): restart the demo with -insecure, or use another browser."
 	}
 	if flash, ok := s.Get("flash"); ok {
 		p.Flash = flash
@@ -121,7 +146,11 @@ func (a *app) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	visits, err := s.Incr(r.Context(), "visits", 1)
-	if err != nil {
+	if errors.Is(err, session.ErrUnavailable) {
+		// A FallbackStore refuses to count during an outage rather than
+		// risk counting twice; the rest of the page still works.
+		visits = 0
+	} else if err != nil {
 		http.Error(w, "The session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
@@ -301,6 +330,31 @@ func (a *app) logoutOthers(w http.ResponseWriter, r *http.Request) {
 	a.redirect(w, r, s, "/devices", msg)
 }
 
+// toggleRedis stops or restarts the embedded Redis, so that a FallbackStore
+// can be seen keeping the app up and replaying the outage afterwards.
+func (a *app) toggleRedis(w http.ResponseWriter, r *http.Request) {
+	if a.outage == nil {
+		http.NotFound(w, r)
+		return
+	}
+	down := r.FormValue("redis") == "stop"
+	a.mu.Lock()
+	err := a.outage(down)
+	if err == nil {
+		a.redisDown = down
+	}
+	a.mu.Unlock()
+	if err != nil {
+		http.Error(w, "Could not restart the embedded Redis: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	back := "/"
+	if from, err := url.Parse(r.Referer()); err == nil && from.Host == r.Host && strings.HasPrefix(from.Path, "/") {
+		back = from.Path
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
 // ago says how long ago t was, in words.
 func ago(t time.Time) string {
 	d := time.Since(t).Round(time.Second)
@@ -313,6 +367,17 @@ func ago(t time.Time) string {
 		return d.Round(time.Minute).String() + " ago"
 	}
 	return t.Format("Jan 2 15:04")
+}
+
+// cookieDropped reports whether the request comes from the home page, which
+// always sets the session cookie, yet carries none: the browser refused it.
+func cookieDropped(r *http.Request) bool {
+	from, err := url.Parse(r.Referer())
+	if err != nil || from.Host != r.Host || from.Path != "/" {
+		return false
+	}
+	_, err = r.Cookie(session.DefaultCookieName)
+	return errors.Is(err, http.ErrNoCookie)
 }
 
 // isLoopbackHost reports whether a Host header names this machine, where

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -17,7 +18,7 @@ func newTestServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	store := session.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
-	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{[]byte("example app test secret, 32 bytes+")}})
+	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{[]byte("example app test secret, 32 bytes+")}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestAPlainHTTPNonLocalHostIsWarnedAboutTheSecureCookie(t *testing.T) {
 	t.Parallel()
 	store := session.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
-	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{[]byte("example app test secret, 32 bytes+")}})
+	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{[]byte("example app test secret, 32 bytes+")}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +199,40 @@ func TestAPlainHTTPNonLocalHostIsWarnedAboutTheSecureCookie(t *testing.T) {
 		a.routes().ServeHTTP(rec, req)
 		if got := strings.Contains(rec.Body.String(), "will not keep the Secure session cookie"); got != warned {
 			t.Errorf("GET http://%s/login: warned %v, want %v", host, got, warned)
+		}
+	}
+}
+
+func TestABrowserThatDropsTheSecureCookieIsToldWhy(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t)
+	tests := []struct {
+		name    string
+		referer string
+		cookie  bool
+		warned  bool
+	}{
+		{"from the home page without the cookie", "/", false, true},
+		{"from the home page with the cookie", "/", true, false},
+		{"a first visit", "", false, false},
+		{"from the signed-out page", "/signed-out", false, false},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("GET", srv.URL+"/login", nil)
+		if tt.referer != "" {
+			req.Header.Set("Referer", srv.URL+tt.referer)
+		}
+		if tt.cookie {
+			req.AddCookie(&http.Cookie{Name: session.DefaultCookieName, Value: "whatever"})
+		}
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if got := strings.Contains(string(body), "did not send back the session cookie"); got != tt.warned {
+			t.Errorf("%s: warned %v, want %v", tt.name, got, tt.warned)
 		}
 	}
 }

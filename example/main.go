@@ -5,6 +5,7 @@
 //
 //	go run ./example                         # embedded Redis (miniredis): nothing to install
 //	REDIS_URL=redis://127.0.0.1:6379/0 go run ./example
+//	go run ./example -fallback               # Redis behind a FallbackStore
 //	go run ./example -store=memory           # MemoryStore
 //	go run ./example -addr 127.0.0.1:9090
 //
@@ -37,6 +38,7 @@ import (
 type config struct {
 	addr     string
 	store    string // "redis" or "memory"
+	fallback bool   // wrap Redis in a FallbackStore
 	insecure bool   // drop Secure and the __Host- prefix
 	redisURL string // REDIS_URL; "" runs an embedded miniredis
 	secret   string // SESSION_SECRET; "" makes a random one
@@ -46,6 +48,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	flag.StringVar(&cfg.store, "store", "redis", `"redis" (REDIS_URL, or an embedded miniredis when it is unset) or "memory"`)
+	flag.BoolVar(&cfg.fallback, "fallback", false, "wrap Redis in a FallbackStore, so the app keeps serving from memory while Redis is down")
 	flag.BoolVar(&cfg.insecure, "insecure", false, "drop the Secure cookie attribute, for browsers that refuse Secure cookies over http://localhost (development only)")
 	flag.Parse()
 	cfg.redisURL = os.Getenv("REDIS_URL")
@@ -96,6 +99,7 @@ func run(ctx context.Context, cfg config, out io.Writer, logger *slog.Logger) er
 		return err
 	}
 	app.insecure = cfg.insecure
+	app.outage = st.outage
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -142,12 +146,18 @@ type openedStore struct {
 	store   session.Store
 	name    string      // for the console and the page footer
 	healthy func() bool // nil unless a FallbackStore is in front
-	close   func()
+	// outage stops (true) or restarts (false) the embedded Redis, to show a
+	// FallbackStore at work; nil unless both are in use.
+	outage func(down bool) error
+	close  func()
 }
 
 func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedStore, error) {
 	switch cfg.store {
 	case "memory":
+		if cfg.fallback {
+			return nil, errors.New("-fallback wraps Redis in a FallbackStore; it does not go with -store=memory")
+		}
 		s := session.NewMemoryStore()
 		return &openedStore{store: s, name: "MemoryStore", close: func() { s.Close() }}, nil
 	case "redis":
@@ -159,6 +169,7 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedSto
 		client *redis.Client
 		name   string
 		closes []func()
+		mr     *miniredis.Miniredis
 	)
 	if cfg.redisURL != "" {
 		opts, err := redis.ParseURL(cfg.redisURL)
@@ -169,27 +180,76 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedSto
 		ping, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err = client.Ping(ping).Err()
 		cancel()
-		if err != nil {
+		if err != nil && !cfg.fallback {
 			client.Close()
-			return nil, fmt.Errorf("cannot reach Redis at %s (REDIS_URL): %w; unset REDIS_URL to use the embedded Redis", opts.Addr, err)
+			return nil, fmt.Errorf("cannot reach Redis at %s (REDIS_URL): %w; unset REDIS_URL to use the embedded Redis, or add -fallback to serve from memory until it is up", opts.Addr, err)
+		}
+		if err != nil {
+			logger.Warn("Redis is not answering; serving from memory until it does", "addr", opts.Addr, "err", err)
 		}
 	} else {
-		mr, err := miniredis.Run() // listens on 127.0.0.1, a free port
+		var err error
+		mr, err = miniredis.Run() // listens on 127.0.0.1, a free port
 		if err != nil {
 			return nil, fmt.Errorf("starting the embedded Redis: %w", err)
 		}
-		closes = append(closes, mr.Close)
+		stopClock := runClock(mr)
+		closes = append(closes, stopClock, mr.Close)
 		client, name = redis.NewClient(&redis.Options{Addr: mr.Addr()}), "Redis (embedded miniredis)"
 	}
 	closes = append([]func(){func() { client.Close() }}, closes...)
 
-	store := session.NewRedisStore(client, session.RedisOptions{})
+	var store session.Store = session.NewRedisStore(client, session.RedisOptions{})
 	var healthy func() bool
-	return &openedStore{store: store, name: name, healthy: healthy, close: func() {
+	if cfg.fallback {
+		f := session.NewFallbackStore(store, nil, session.FallbackOptions{Logger: logger})
+		store, healthy, name = f, f.Healthy, name+" behind a FallbackStore"
+		closes = append([]func(){func() { f.Close() }}, closes...)
+	}
+	var outage func(bool) error
+	if mr != nil && cfg.fallback {
+		outage = func(down bool) error {
+			if down {
+				mr.Close()
+				logger.Warn("the embedded Redis was stopped from the demo page")
+				return nil
+			}
+			logger.Info("the embedded Redis was started again from the demo page")
+			return mr.Restart() // same port, same data
+		}
+	}
+	return &openedStore{store: store, name: name, healthy: healthy, outage: outage, close: func() {
 		for _, c := range closes {
 			c()
 		}
 	}}, nil
+}
+
+// runClock advances the embedded Redis's clock with the real one until the
+// returned func is called: miniredis only expires keys when told that time
+// has passed, and the demo's idle timeout must be real.
+func runClock(mr *miniredis.Miniredis) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				mr.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 // sessionSecret returns SESSION_SECRET, or a random secret for this run

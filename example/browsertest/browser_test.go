@@ -68,6 +68,9 @@ func TestSignInDevicesAndSignOutInARealBrowser(t *testing.T) {
 		t.Errorf("cart %q, want apples", got)
 	}
 	anonID := text(t, laptop, chromedp.ID("session-id"))
+	if n := eval[int](t, laptop, `document.querySelectorAll(".warning").length`); n != 0 {
+		t.Errorf("the home page warns that the browser dropped the cookie: %s", text(t, laptop, chromedp.CSS(".warning")))
+	}
 
 	// The numeric loopback address is a secure context too; the demo's own
 	// warning about plain HTTP must not show there.
@@ -313,7 +316,7 @@ func call[P, R any](t *testing.T, ctx context.Context, cmd cdp.Command[P, R], pa
 	return r
 }
 
-func text(t *testing.T, ctx context.Context, sel chromedp.ID) string {
+func text[S chromedp.ID | chromedp.CSS](t *testing.T, ctx context.Context, sel S) string {
 	t.Helper()
 	s, err := chromedp.Run(ctx, chromedp.Text(sel))
 	if err != nil {
