@@ -26,22 +26,28 @@ var templateFiles embed.FS
 //go:embed static
 var staticFiles embed.FS
 
-type app struct {
-	m         *session.Manager
-	pages     map[string]*template.Template
+// appConfig is what the pages say about the store and the cookie.
+type appConfig struct {
 	storeName string      // shown in the footer
 	healthy   func() bool // a FallbackStore's breaker; nil without one
-	insecure  bool        // the cookie has no Secure attribute
-	// outage stops or restarts the embedded Redis behind a FallbackStore;
-	// nil unless the demo runs both.
-	outage func(down bool) error
+	// outage stops (true) or restarts (false) the embedded Redis behind a
+	// FallbackStore; nil unless the demo runs both.
+	outage   func(down bool) error
+	insecure bool // the cookie has no Secure attribute
+}
+
+// app is the demo's handlers. It is safe for concurrent use.
+type app struct {
+	appConfig
+	m     *session.Manager
+	pages map[string]*template.Template
 
 	mu        sync.Mutex
 	redisDown bool // outage(true) was the last call
 }
 
-func newApp(m *session.Manager, storeName string, healthy func() bool) (*app, error) {
-	a := &app{m: m, pages: map[string]*template.Template{}, storeName: storeName, healthy: healthy}
+func newApp(m *session.Manager, cfg appConfig) (*app, error) {
+	a := &app{appConfig: cfg, m: m, pages: map[string]*template.Template{}}
 	funcs := template.FuncMap{
 		"ago":    ago,
 		"when":   func(t time.Time) string { return t.Format("Jan 2, 15:04:05") },
@@ -85,7 +91,9 @@ type page struct {
 	Warning string // the browser is likely to drop the cookie
 	Store   string
 	Outage  *outageControl // nil: no control on the page
-	Data    any
+	// Degraded: a FallbackStore is serving from memory.
+	Degraded bool
+	Data     any
 }
 
 // outageControl is the footer's button that stops or starts the embedded Redis.
@@ -96,6 +104,7 @@ type outageControl struct {
 func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session, name string, data any) {
 	p := page{User: s.UserID(), Data: data, Store: a.storeName}
 	if a.healthy != nil && !a.healthy() {
+		p.Degraded = true
 		p.Store += " (Redis is not answering: serving from memory)"
 	}
 	if a.outage != nil {

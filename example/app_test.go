@@ -22,7 +22,7 @@ func newTestServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(m, "MemoryStore", nil)
+	a, err := newApp(m, appConfig{storeName: "MemoryStore"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestAPlainHTTPNonLocalHostIsWarnedAboutTheSecureCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(m, "MemoryStore", nil)
+	a, err := newApp(m, appConfig{storeName: "MemoryStore"})
 	if err != nil {
 		t.Fatal(err)
 	}

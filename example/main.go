@@ -94,12 +94,10 @@ func run(ctx context.Context, cfg config, out io.Writer, logger *slog.Logger) er
 	}
 	defer m.Close()
 
-	app, err := newApp(m, st.name, st.healthy)
+	app, err := newApp(m, appConfig{storeName: st.name, healthy: st.healthy, outage: st.outage, insecure: cfg.insecure})
 	if err != nil {
 		return err
 	}
-	app.insecure = cfg.insecure
-	app.outage = st.outage
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err

@@ -191,7 +191,7 @@ func TestTheOutageButtonShowsTheFallbackStoreAtWork(t *testing.T) {
 	}
 
 	page("GET", "/", nil)
-	if down := page("POST", "/demo/redis", url.Values{"redis": {"stop"}}); !strings.Contains(down, "Redis is not answering") {
+	if down := page("POST", "/demo/redis", url.Values{"redis": {"stop"}}); !strings.Contains(down, `id="degraded"`) {
 		t.Fatalf("with Redis stopped the page does not say Redis is not answering:\n%s", down)
 	}
 	page("POST", "/login", url.Values{"user": {"bob"}, "password": {"demo"}})
