@@ -104,6 +104,19 @@ func TestTheDemoFlow(t *testing.T) {
 	}
 	laptop.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}})
 
+	// Revoke ends one device, and only that one.
+	tablet := newBrowser(t, srv, "demo-tablet")
+	tabletID := find(t, tablet.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}}), `id="session-id">([^<]+)<`)
+	if got := laptop.do("POST", "/devices/revoke", url.Values{"id": {tabletID}}); !strings.Contains(got, "Device signed out.") || strings.Contains(got, "demo-tablet") {
+		t.Errorf("revoking the tablet:\n%s", got)
+	}
+	if page := tablet.do("GET", "/account", nil); !strings.Contains(page, "Sign in first") {
+		t.Error("the tablet is still signed in after it was revoked")
+	}
+	if got := laptop.do("POST", "/devices/revoke", url.Values{"id": {find(t, laptop.do("GET", "/account", nil), `id="session-id">([^<]+)<`)}}); !strings.Contains(got, "To end this session, sign out.") {
+		t.Errorf("revoking this very session:\n%s", got)
+	}
+
 	devices := laptop.do("GET", "/devices", nil)
 	if !strings.Contains(devices, "demo-phone") || !strings.Contains(devices, "demo-laptop") || strings.Count(devices, "this device") != 1 {
 		t.Errorf("devices page lacks a device:\n%s", devices)

@@ -8,6 +8,7 @@
 //	go run ./example -fallback               # Redis behind a FallbackStore
 //	go run ./example -store=memory           # MemoryStore
 //	go run ./example -addr 127.0.0.1:9090
+//	go run ./example -insecure               # no Secure attribute, for Safari on http://localhost
 //
 // SESSION_SECRET (32 bytes or more) keeps sessions valid across restarts;
 // without it the app makes a random secret for this run and says so.
