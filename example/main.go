@@ -170,12 +170,21 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedSto
 		closes []func()
 		mr     *miniredis.Miniredis
 	)
+	// withFallback sets the client up as the README's FallbackStore section
+	// says: the store's deadline reaches the socket, and no blind retry
+	// (a retried Incr whose reply was lost would count twice).
+	withFallback := func(o *redis.Options) *redis.Options {
+		if cfg.fallback {
+			o.ContextTimeoutEnabled, o.MaxRetries = true, -1
+		}
+		return o
+	}
 	if cfg.redisURL != "" {
 		opts, err := redis.ParseURL(cfg.redisURL)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		client, name = redis.NewClient(opts), "Redis at "+opts.Addr
+		client, name = redis.NewClient(withFallback(opts)), "Redis at "+opts.Addr
 		ping, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err = client.Ping(ping).Err()
 		cancel()
@@ -194,7 +203,7 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedSto
 		}
 		stopClock := runClock(mr)
 		closes = append(closes, stopClock, mr.Close)
-		client, name = redis.NewClient(&redis.Options{Addr: mr.Addr()}), "Redis (embedded miniredis)"
+		client, name = redis.NewClient(withFallback(&redis.Options{Addr: mr.Addr()})), "Redis (embedded miniredis)"
 	}
 	closes = append([]func(){func() { client.Close() }}, closes...)
 
