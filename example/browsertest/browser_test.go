@@ -170,12 +170,13 @@ func TestSignInDevicesAndSignOutInARealBrowser(t *testing.T) {
 // findChromium returns the browser to drive, or skips the test.
 func findChromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome"} {
+	names := []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome"}
+	for _, name := range names {
 		if path, err := exec.LookPath(name); err == nil {
 			return path
 		}
 	}
-	msg := "no Chromium on PATH (looked for chromium, chromium-browser, google-chrome): install one (Debian: apt-get install chromium) to run the browser test"
+	msg := "no Chromium on PATH (looked for " + strings.Join(names, ", ") + "): install one (Debian: apt-get install chromium) to run the browser test"
 	if os.Getenv(requireBrowser) == "1" {
 		t.Fatal(msg + "; " + requireBrowser + "=1 makes this a failure")
 	}
