@@ -87,7 +87,7 @@ type FallbackStore struct {
 	mu       sync.Mutex // guards the fields below; fallback calls run under it
 	journal  []tombstone
 	dirty    map[Key]*dirtySession
-	inMemory map[Key]struct{} // sessions put into memory during this outage
+	inMemory map[Key]Policy // sessions put into memory during this outage
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -122,7 +122,7 @@ func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions
 		probeGap: orDefault(opts.ProbeInterval, 500*time.Millisecond),
 		maxIn:    int64(opts.MaxInFlight),
 		dirty:    map[Key]*dirtySession{},
-		inMemory: map[Key]struct{}{},
+		inMemory: map[Key]Policy{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -297,7 +297,7 @@ func (f *FallbackStore) restoreLocked(ctx context.Context, k Key, p Policy) {
 		return
 	}
 	if _, err := f.memory.Create(ctx, k, rec, p); err == nil {
-		f.inMemory[k] = struct{}{}
+		f.inMemory[k] = p
 	}
 }
 
@@ -322,7 +322,7 @@ func (f *FallbackStore) markChanged(k Key, c Change, p Policy) {
 
 // markCreated records that k was created during the outage. The caller holds f.mu.
 func (f *FallbackStore) markCreated(k Key, p Policy) {
-	f.inMemory[k] = struct{}{}
+	f.inMemory[k] = p
 	f.dirty[k] = &dirtySession{created: true, policy: p}
 }
 
@@ -578,8 +578,14 @@ func (f *FallbackStore) recover() {
 	for pass := 0; pass < 10; pass++ {
 		f.mu.Lock()
 		if len(f.journal) == 0 && len(f.dirty) == 0 {
-			for k := range f.inMemory {
-				_ = f.memory.Delete(ctx, k) // the primary has it now, or it ended
+			for k, p := range f.inMemory {
+				// The primary has it now, or it ended. Keep a copy, as for a
+				// session read from the primary, so that the next outage does
+				// not sign out users whose sessions were made in this one.
+				if rec, ok := f.memory.peek(k); ok {
+					f.local.put(k, rec, p)
+				}
+				_ = f.memory.Delete(ctx, k)
 			}
 			clear(f.inMemory)
 			f.open.Store(false)
