@@ -26,7 +26,7 @@ go test -c -o results/bench.test .
 echo "# micro: $COUNT interleaved runs, -benchtime $BENCHTIME" >&2
 for i in $(seq "$COUNT"); do
   echo "  run $i/$COUNT" >&2
-  ./results/bench.test -test.run '^$' -test.bench '^BenchmarkSession$' -test.benchtime "$BENCHTIME" >> results/micro.txt
+  ./results/bench.test -test.run '^$' -test.bench '^Benchmark(Session|UntouchedOverhead)$' -test.benchtime "$BENCHTIME" >> results/micro.txt
 done
 echo "# end-to-end: $LOAD_COUNT runs of $LOAD_REQUESTS requests over 64 connections" >&2
 for i in $(seq "$LOAD_COUNT"); do

@@ -12,6 +12,7 @@ BenchmarkSession/scenario=read/lib=ours-2     1000   20000 ns/op   1.000 rt/op  
 BenchmarkSession/scenario=read/lib=raw-2      1000   16000 ns/op   1.000 rt/op   1500 B/op   30 allocs/op
 BenchmarkSession/scenario=untouched/lib=ours-2  1000  700 ns/op  700 B/op  4 allocs/op
 BenchmarkSession/scenario=untouched/lib=none-2  1000  500 ns/op  300 B/op  2 allocs/op
+BenchmarkUntouchedOverhead-2  100  900 ours-ns/req  700 none-ns/req  200 overhead-ns/req
 PASS
 `
 
@@ -31,7 +32,8 @@ func TestTargetsAreComputedFromMedians(t *testing.T) {
 		wantKnown bool
 	}{
 		{"a ratio above its maximum is missed", Targets[0], 1.25, false, true},
-		{"a difference within its maximum is met", Targets[6], 200, true, true},
+		{"a single measurement within its maximum is met", Targets[6], 200, true, true},
+		{"a difference within its maximum is met", Targets[7], 2, true, true},
 		{"a target without its benchmarks is not measured", Targets[8], 0, false, false},
 	}
 	for _, tc := range tests {
