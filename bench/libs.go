@@ -70,13 +70,13 @@ func scenarioHandler(a api) http.Handler {
 		case pathRead:
 			var lang, theme, user string
 			if lang, theme, user, err = a.read(w, r); err == nil {
-				_, err = io.WriteString(w, lang+" "+theme+" "+user)
+				_, _ = io.WriteString(w, lang+" "+theme+" "+user)
 				return
 			}
 		case pathWrite:
 			var n int64
 			if n, err = a.incr(w, r); err == nil {
-				_, err = io.WriteString(w, strconv.FormatInt(n, 10))
+				_, _ = io.WriteString(w, strconv.FormatInt(n, 10))
 				return
 			}
 		case pathLogin:
