@@ -255,10 +255,21 @@ func TestRedisSentinel(t *testing.T) {
 	})
 
 	t.Run("a client that only talks to the replica fails loudly, never serves a stale session", func(t *testing.T) {
-		store := session.NewRedisStore(sentinel.Client(t, &redis.FailoverOptions{ReplicaOnly: true}), session.RedisOptions{Prefix: freshPrefix()})
+		prefix := freshPrefix()
+		store := session.NewRedisStore(sentinel.Client(t, &redis.FailoverOptions{ReplicaOnly: true}), session.RedisOptions{Prefix: prefix})
 		_, err := store.Create(t.Context(), sessiontest.NewKey("r"), session.Record{Info: session.Info{ID: "x"}}, testPolicy)
 		if err == nil || !strings.Contains(err.Error(), "READONLY") {
 			t.Errorf("Create through a replica-only client: err = %v, want a READONLY error", err)
+		}
+		// A session the replica holds: reading it slides its TTL, a write,
+		// so the replica refuses rather than answer.
+		k := sessiontest.NewKey("r")
+		primary := session.NewRedisStore(fc, session.RedisOptions{Prefix: prefix, WaitReplicas: 1, WaitTimeout: time.Second})
+		if _, err := primary.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Load(t.Context(), k, session.Client{}, testPolicy); err == nil || !strings.Contains(err.Error(), "READONLY") {
+			t.Errorf("Load through a replica-only client: err = %v, want a READONLY error", err)
 		}
 	})
 }
