@@ -102,6 +102,7 @@ func TestRoundTripsPerRequest(t *testing.T) {
 	want := map[string]map[string]int64{
 		//              new read write untouched login anonymous
 		"ours":     {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 2, "anonymous": 0},
+		"raw-lua":  {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 2, "anonymous": 0},
 		"raw":      {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 2, "anonymous": 0},
 		"scs-idle": {pathNew: 1, pathRead: 2, pathWrite: 2, pathUntouched: 2, pathLogin: 3, "anonymous": 0},
 		"gorilla":  {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 3, "anonymous": 0},

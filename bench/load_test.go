@@ -7,10 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/session/sessiontest"
 )
@@ -28,15 +33,34 @@ const loadConns = 64
 //	go test -run '^$' -bench Load -benchtime 20000x -count 3 | benchstat -col /lib -
 func BenchmarkLoad(b *testing.B) {
 	srv := sessiontest.StartRedis(b)
+	stats := srv.Client(b)
 	libs, _ := startLibs(b, srv.Addr, redisLibs)
 	for _, sc := range []string{scRead, scWrite} {
 		for _, l := range libs {
 			b.Run("scenario="+sc+"/lib="+l.name, func(b *testing.B) {
 				path := map[string]string{scRead: pathRead, scWrite: pathWrite}[sc]
-				res, err := runLoad(l, path, loadConns, b.N, b.ResetTimer)
+				var redis0, proc0 time.Duration
+				start := func() {
+					var err error
+					if redis0, err = redisCPU(context.Background(), stats); err != nil {
+						b.Fatal(err)
+					}
+					proc0 = processCPU()
+					b.ResetTimer()
+				}
+				res, err := runLoad(l, path, loadConns, b.N, start)
 				if err != nil {
 					b.Fatal(err)
 				}
+				proc1 := processCPU()
+				redis1, err := redisCPU(context.Background(), stats)
+				if err != nil {
+					b.Fatal(err)
+				}
+				// CPU time per request is steadier than requests/s on a
+				// shared machine, and says where the time goes.
+				b.ReportMetric(float64((redis1-redis0).Microseconds())/float64(res.requests), "redis-cpu-µs/req")
+				b.ReportMetric(float64((proc1-proc0).Microseconds())/float64(res.requests), "go-cpu-µs/req")
 				b.ReportMetric(res.perSecond, "req/s")
 				b.ReportMetric(float64(res.p50.Microseconds()), "p50-µs")
 				b.ReportMetric(float64(res.p99.Microseconds()), "p99-µs")
@@ -44,6 +68,37 @@ func BenchmarkLoad(b *testing.B) {
 			})
 		}
 	}
+}
+
+// processCPU returns the CPU time this process has used: the server and
+// the load generator both, which is the same generator for every library.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the CPU time redis-server has used (INFO cpu).
+func redisCPU(ctx context.Context, rdb *redis.Client) (time.Duration, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, line := range strings.Split(info, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_sys" && name != "used_cpu_user") {
+			continue
+		}
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("INFO cpu: %s: %w", line, err)
+		}
+		total += time.Duration(sec * float64(time.Second))
+	}
+	return total, nil
 }
 
 type loadResult struct {

@@ -149,7 +149,7 @@ func format(v float64) string {
 }
 
 // summaryLibs orders the libraries as the summary tables show them.
-var summaryLibs = []string{"ours", "scs-idle", "gorilla", "raw", "ours-mem", "scs-mem", "none"}
+var summaryLibs = []string{"ours", "scs-idle", "gorilla", "raw", "raw-lua", "ours-mem", "scs-mem", "none"}
 
 // WriteSummary prints markdown tables of the medians in r: per request
 // (time, allocations, Redis round trips and commands) by scenario and
