@@ -26,6 +26,6 @@
 // allocations, round trips (rt/op) and commands Redis ran (cmds/op);
 // BenchmarkLoad is the end-to-end load test, BenchmarkRedisMemory the memory
 // per session, BenchmarkUntouchedOverhead the middleware's cost when the
-// handler never loads the session. run.sh runs them all and prints benchstat tables, the medians
-// and the targets (cmd/targets).
+// handler never loads the session. run.sh runs them all and prints
+// benchstat tables, the medians and the targets (cmd/targets).
 package bench

@@ -190,5 +190,7 @@ func WriteSummary(w io.Writer, r Results) {
 	table("End to end, 64 connections: requests/s", "Load/", e2e, "req/s", 1, "")
 	table("End to end, 64 connections: p50 latency (µs)", "Load/", e2e, "p50-µs", 1, "")
 	table("End to end, 64 connections: p99 latency (µs)", "Load/", e2e, "p99-µs", 1, "")
+	table("End to end: CPU per request in the Go process, server and load generator (µs)", "Load/", e2e, "go-cpu-µs/req", 1, "")
+	table("End to end: CPU per request in redis-server (µs)", "Load/", e2e, "redis-cpu-µs/req", 1, "")
 	table("Redis memory per session, 3 small values (MEMORY USAGE, bytes)", "RedisMemory", []string{""}, "redis-B/session", 1, "")
 }
