@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sessionkit/session"
 )
 
@@ -572,6 +574,8 @@ func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
 
 func TestNewRefusesUnsafeOptions(t *testing.T) {
 	short := []byte("too short")
+	braced := session.NewFallbackStore(session.NewRedisStore(redis.NewClient(&redis.Options{}), session.RedisOptions{Prefix: "x}"}), nil, session.FallbackOptions{})
+	t.Cleanup(func() { braced.Close() })
 	cases := []struct {
 		name string
 		opts session.Options
@@ -591,6 +595,8 @@ func TestNewRefusesUnsafeOptions(t *testing.T) {
 		{"a negative idle timeout", session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: -time.Second}},
 		{"a sub-millisecond lifetime", session.Options{Secrets: [][]byte{testSecret}, Lifetime: time.Microsecond}},
 		{"a negative session cap", session.Options{Secrets: [][]byte{testSecret}, MaxSessionsPerUser: -1}},
+		{"a Redis prefix with a brace", session.Options{Secrets: [][]byte{testSecret}, Store: session.NewRedisStore(redis.NewClient(&redis.Options{}), session.RedisOptions{Prefix: "x{}"})}},
+		{"a Redis prefix with a brace behind a FallbackStore", session.Options{Secrets: [][]byte{testSecret}, Store: braced}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

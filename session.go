@@ -32,6 +32,11 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c, ok := opts.Store.(interface{ configErr() error }); ok {
+		if err := c.configErr(); err != nil {
+			return nil, err // a store misconfigured is refused here, not at its first request
+		}
+	}
 	secrets := make([][]byte, len(opts.Secrets))
 	for i, s := range opts.Secrets {
 		secrets[i] = slices.Clone(s)

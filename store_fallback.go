@@ -170,6 +170,14 @@ func (f *FallbackStore) notify(kind EventKind, err error) {
 	}
 }
 
+// configErr is the primary's configuration error, for New to report.
+func (f *FallbackStore) configErr() error {
+	if c, ok := f.primary.(interface{ configErr() error }); ok {
+		return c.configErr()
+	}
+	return nil
+}
+
 // Healthy reports whether the breaker is closed: calls go to the primary.
 func (f *FallbackStore) Healthy() bool { return !f.open.Load() }
 

@@ -74,7 +74,7 @@ type RedisStore struct {
 // NewRedisStore returns a store on c. It does no I/O, so it neither blocks
 // nor fails when Redis is down. Invalid options (a Prefix with a brace, a
 // negative WaitReplicas or WaitTimeout) make every method fail with
-// ErrInvalidOptions.
+// ErrInvalidOptions, and New refuses the store.
 func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
 	s := &RedisStore{c: c, prefix: opts.Prefix, waitReplicas: opts.WaitReplicas, waitTimeout: opts.WaitTimeout}
 	s.cluster, _ = c.(*redis.ClusterClient)
@@ -94,6 +94,9 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
 	}
 	return s
 }
+
+// configErr is the options' error, for New to report up front.
+func (s *RedisStore) configErr() error { return s.err }
 
 // run runs script by EVALSHA, falling back to EVAL on NOSCRIPT. go-redis's
 // Script.Run routes both by the first key, so the EVAL goes to the very
