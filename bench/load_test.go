@@ -30,7 +30,7 @@ const loadConns = 64
 // latency seen by the client. The generator, the server and redis-server
 // share this machine's CPUs, so compare libraries within one run.
 //
-//	go test -run '^$' -bench Load -benchtime 20000x -count 3 | benchstat -col /lib -
+//	go test -run '^$' -bench Load -benchtime 10000x -count 5 | benchstat -col /lib -
 func BenchmarkLoad(b *testing.B) {
 	srv := sessiontest.StartRedis(b)
 	stats := srv.Client(b)

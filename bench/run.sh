@@ -6,15 +6,15 @@
 # falls on all libraries alike; compare within one run only.
 #
 #   bench/run.sh                       # defaults below
-#   COUNT=6 BENCHTIME=200ms LOAD_REQUESTS=20000 LOAD_COUNT=3 bench/run.sh
+#   COUNT=6 BENCHTIME=200ms LOAD_REQUESTS=10000 LOAD_COUNT=5 bench/run.sh
 #
 # Results are kept in bench/results/ (micro.txt, load.txt, memory.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
 COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-200ms}
-LOAD_REQUESTS=${LOAD_REQUESTS:-20000}
-LOAD_COUNT=${LOAD_COUNT:-3}
+LOAD_REQUESTS=${LOAD_REQUESTS:-10000}
+LOAD_COUNT=${LOAD_COUNT:-5}
 BENCHSTAT=${BENCHSTAT:-golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da}
 
 command -v redis-server >/dev/null || { echo "redis-server is not on PATH" >&2; exit 1; }
