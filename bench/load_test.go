@@ -26,7 +26,7 @@ const loadConns = 64
 // BenchmarkLoad is the end-to-end test: each library behind a real
 // http.Server on loopback, driven over 64 keep-alive connections (one
 // session each) by an in-process Go load generator, for exactly b.N
-// requests (-benchtime 20000x). It reports requests/s and the p50 and p99
+// requests (-benchtime 10000x). It reports requests/s and the p50 and p99
 // latency seen by the client. The generator, the server and redis-server
 // share this machine's CPUs, so compare libraries within one run.
 //
