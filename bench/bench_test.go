@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sessionkit/session/sessiontest"
 )
@@ -28,8 +29,10 @@ const parallelSessions = 1000
 // BenchmarkSession drives every library through its middleware, request
 // after request, with the cookies it set, on a private redis-server. Besides
 // time and allocations it reports, per request, the Redis round trips
-// (rt/op, counted by a go-redis hook) and the commands Redis executed
-// (cmds/op, from INFO commandstats: commands inside scripts count).
+// (rt/op, counted by a go-redis hook), the commands Redis executed
+// (cmds/op, from INFO commandstats: commands inside scripts count), and the
+// CPU time used by this process (go-cpu-µs/op) and by redis-server
+// (redis-cpu-µs/op, from INFO cpu).
 //
 //	go test -run '^$' -bench Session -benchtime 200ms -count 6 | benchstat -col /lib -
 func BenchmarkSession(b *testing.B) {
@@ -49,22 +52,37 @@ func BenchmarkSession(b *testing.B) {
 				c := counters[l.name]
 				run := prepare(b, l, sc)
 				var rt0, cmd0 int64
+				var redis0 time.Duration
 				if l.client != nil {
 					rt0 = c.RoundTrips()
 					var err error
 					if cmd0, err = commandStats(ctx, stats); err != nil {
 						b.Fatal(err)
 					}
+					if redis0, err = redisCPU(ctx, stats); err != nil {
+						b.Fatal(err)
+					}
 				}
 				b.ReportAllocs()
+				proc0 := processCPU()
 				n := run()
+				// CPU time per request moves far less than wall time when
+				// other jobs share the machine.
+				if n > 0 {
+					b.ReportMetric(float64((processCPU()-proc0).Nanoseconds())/1e3/float64(n), "go-cpu-µs/op")
+				}
 				if l.client != nil && n > 0 {
 					cmd1, err := commandStats(ctx, stats)
 					if err != nil {
 						b.Fatal(err)
 					}
+					redis1, err := redisCPU(ctx, stats)
+					if err != nil {
+						b.Fatal(err)
+					}
 					b.ReportMetric(float64(c.RoundTrips()-rt0)/float64(n), "rt/op")
 					b.ReportMetric(float64(cmd1-cmd0)/float64(n), "cmds/op")
+					b.ReportMetric(float64((redis1-redis0).Nanoseconds())/1e3/float64(n), "redis-cpu-µs/op")
 				}
 			})
 		}

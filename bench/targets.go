@@ -186,6 +186,8 @@ func WriteSummary(w io.Writer, r Results) {
 	table("Allocations per request (allocs/op)", "Session/", scenarios, "allocs/op", 1, "")
 	table("Redis round trips per request (go-redis hook)", "Session/", scenarios, "rt/op", 1, "")
 	table("Redis commands executed per request (INFO commandstats, commands inside scripts included)", "Session/", scenarios, "cmds/op", 1, "")
+	table("CPU per request in the Go process (µs; steadier than time on a shared machine)", "Session/", scenarios, "go-cpu-µs/op", 1, "")
+	table("CPU per request in redis-server (µs)", "Session/", scenarios, "redis-cpu-µs/op", 1, "")
 	e2e := []string{"scenario=read", "scenario=write"}
 	table("End to end, 64 connections: requests/s", "Load/", e2e, "req/s", 1, "")
 	table("End to end, 64 connections: p50 latency (µs)", "Load/", e2e, "p50-µs", 1, "")
