@@ -188,6 +188,14 @@ func WriteSummary(w io.Writer, r Results) {
 	table("Redis commands executed per request (INFO commandstats, commands inside scripts included)", "Session/", scenarios, "cmds/op", 1, "")
 	table("CPU per request in the Go process (µs; steadier than time on a shared machine)", "Session/", scenarios, "go-cpu-µs/op", 1, "")
 	table("CPU per request in redis-server (µs)", "Session/", scenarios, "redis-cpu-µs/op", 1, "")
+	if _, ok := r.Median("UntouchedOverhead", "overhead-ns/req"); ok {
+		fmt.Fprintf(w, "\nUntouched, ours and no middleware alternating in blocks of 128 requests (ns per request)\n\n| ours | none | ours - none, mean | ours - none, median over block pairs |\n|---|---|---|---|\n|")
+		for _, unit := range []string{"ours-ns/req", "none-ns/req", "overhead-ns/req", "overhead-p50-ns/req"} {
+			v, _ := r.Median("UntouchedOverhead", unit)
+			fmt.Fprintf(w, " %s |", format(v))
+		}
+		fmt.Fprintln(w)
+	}
 	e2e := []string{"scenario=read", "scenario=write"}
 	table("End to end, 64 connections: requests/s", "Load/", e2e, "req/s", 1, "")
 	table("End to end, 64 connections: p50 latency (µs)", "Load/", e2e, "p50-µs", 1, "")
