@@ -191,8 +191,11 @@ func WriteSummary(w io.Writer, r Results) {
 	if _, ok := r.Median("UntouchedOverhead", "overhead-ns/req"); ok {
 		fmt.Fprintf(w, "\nUntouched, ours and no middleware alternating in blocks of 128 requests (ns per request)\n\n| ours | none | ours - none, mean | ours - none, median over block pairs |\n|---|---|---|---|\n|")
 		for _, unit := range []string{"ours-ns/req", "none-ns/req", "overhead-ns/req", "overhead-p50-ns/req"} {
-			v, _ := r.Median("UntouchedOverhead", unit)
-			fmt.Fprintf(w, " %s |", format(v))
+			if v, ok := r.Median("UntouchedOverhead", unit); ok {
+				fmt.Fprintf(w, " %s |", format(v))
+			} else {
+				fmt.Fprint(w, " |")
+			}
 		}
 		fmt.Fprintln(w)
 	}
