@@ -130,7 +130,7 @@ func newOurs(name string, store session.Store, rdb *redis.Client, closeStore fun
 	}, nil
 }
 
-// NewOursRedis is this library on a RedisStore.
+// newOursRedis is this library on a RedisStore.
 func newOursRedis(addr string, c *Counter) (*lib, error) {
 	rdb := newRedisClient(addr, c)
 	return newOurs("ours", session.NewRedisStore(rdb, session.RedisOptions{}), rdb, func() { rdb.Close() })

@@ -9,8 +9,9 @@ import (
 	"github.com/sessionkit/session/sessiontest"
 )
 
-// startLibs builds the named libraries, Redis-backed ones on srv (nil when
-// none of names needs Redis), each with its own round-trip counter.
+// startLibs builds the named libraries, Redis-backed ones on the
+// redis-server at addr ("" when none of names needs Redis), each with its
+// own round-trip counter, closed when the test ends.
 func startLibs(t testing.TB, addr string, names []string) ([]*lib, map[string]*Counter) {
 	t.Helper()
 	libs := make([]*lib, 0, len(names))
