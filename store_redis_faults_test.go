@@ -1,0 +1,184 @@
+package session_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionkit/session"
+	"github.com/sessionkit/session/sessiontest"
+)
+
+// fillUntil writes junk keys of size bytes, 100 to a pipeline, until done
+// reports true for the last one's error; at most 100,000 keys.
+func fillUntil(t *testing.T, c *redis.Client, size int, done func(err error) bool) {
+	t.Helper()
+	ctx := context.Background()
+	junk := strings.Repeat("x", size)
+	for batch := range 1000 {
+		pipe := c.Pipeline()
+		var last *redis.StatusCmd
+		for i := range 100 {
+			last = pipe.Set(ctx, "junk:"+strconv.Itoa(batch*100+i), junk, time.Hour)
+		}
+		_, _ = pipe.Exec(ctx)
+		if done(last.Err()) {
+			return
+		}
+	}
+	t.Fatal("100,000 junk keys did not bring the server to the state the test needs")
+}
+
+func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) {
+	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+	admin := srv.Client(t)
+	// A touch is due on every read, so reads write last-seen under OOM too.
+	// Redis refuses a deny-oom command (HSET) in a script only before the
+	// script's first write; the load script slides the TTL (PEXPIRE, which
+	// is not deny-oom) first, so its touch goes through and reads go on.
+	// Update and create write with HSET or SET first and are refused whole.
+	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{TouchInterval: time.Millisecond})
+	alice := a.client(t)
+	alice.get("/login?u=alice")
+	alice.body("/set?k=cart&v=apples")
+
+	// Small keys: a large one can be refused for its own size while a
+	// small write still fits.
+	fillUntil(t, admin, 64, func(err error) bool { return err != nil && strings.Contains(err.Error(), "OOM") })
+	time.Sleep(5 * time.Millisecond) // let the touch come due
+
+	res := alice.get("/get?k=cart")
+	if res.StatusCode != http.StatusOK || res.Header.Get("X-User") != "alice" || readBody(res) != "apples" {
+		t.Errorf("reading an existing session under OOM: status %d, user %q; want 200, alice, apples", res.StatusCode, res.Header.Get("X-User"))
+	}
+
+	res = alice.get("/set?k=cart&v=pears")
+	if res.StatusCode < 500 {
+		t.Errorf("a write under OOM answered %d; want the ErrorHandler's 5xx", res.StatusCode)
+	}
+	if got := alice.body("/get?k=cart"); got != "apples" {
+		t.Errorf("after a refused write the cart is %q, want apples", got)
+	}
+
+	bob := a.client(t)
+	res = bob.get("/login?u=bob")
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode == http.StatusOK {
+		if bob.get("/get").Header.Get("X-User") != "bob" {
+			t.Error("a login under OOM answered 200 but left bob without a session")
+		}
+	} else if !strings.Contains(string(body), "OOM") {
+		t.Errorf("a login under OOM failed with %d %q; want Redis's OOM error to reach the handler", res.StatusCode, body)
+	}
+	assertEveryKeyHasTTL(t, admin)
+}
+
+func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
+	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
+	admin := srv.Client(t)
+	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{})
+	alice := a.client(t)
+	alice.get("/login?u=alice")
+	alice.body("/set?k=cart&v=apples")
+	keys, err := admin.Keys(context.Background(), "session:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("session keys: %v, %v", keys, err)
+	}
+
+	fillUntil(t, admin, 16<<10, func(error) bool {
+		n, err := admin.Exists(context.Background(), keys...).Result()
+		return err == nil && n < int64(len(keys))
+	})
+
+	res := alice.get("/get?k=cart")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("after eviction: status %d, want 200", res.StatusCode)
+	}
+	user, cart := res.Header.Get("X-User"), readBody(res)
+	if user == "" && cart != "" || user == "alice" && cart != "apples" || user != "" && user != "alice" {
+		t.Errorf("after eviction: user %q, cart %q; want alice with apples, or an anonymous session with nothing", user, cart)
+	}
+	if user == "" {
+		t.Log("the session was evicted: its user is anonymous")
+	} else {
+		t.Log("only the user's index or generation was evicted; the session itself survived")
+	}
+}
+
+func TestRedisRestartWithoutPersistenceSignsEveryoneOutWithout5xx(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	// go-redis's defaults: stale pooled connections are retried after the restart.
+	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{})
+	var clients []*client
+	for _, u := range []string{"ann", "ben", "cat", "dan", "eve"} {
+		c := a.client(t)
+		c.get("/login?u=" + u)
+		c.body("/set?k=v&v=" + u)
+		clients = append(clients, c)
+	}
+	srv.Kill()
+	srv.Restart(t)
+	for _, c := range clients {
+		res := c.get("/get?k=v")
+		if res.StatusCode != http.StatusOK || res.Header.Get("X-User") != "" || readBody(res) != "" {
+			t.Errorf("after a restart without persistence: status %d, user %q; want 200 and anonymous", res.StatusCode, res.Header.Get("X-User"))
+		}
+	}
+}
+
+// A persistence rollback (an RDB or AOF older than a logout) is emulated by
+// DUMP before the logout and RESTORE after it, of the session's hash alone.
+func TestRedisPersistenceRollbackOfASessionKey(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	admin := srv.Client(t)
+	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{})
+	ctx := context.Background()
+
+	rollback := func(t *testing.T, end func(c *client)) (user string) {
+		t.Helper()
+		c := a.client(t)
+		c.get("/login?u=rita")
+		cookie := c.cookie
+		keys, err := admin.Keys(ctx, "session:{u*}:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dumps := map[string]string{}
+		for _, k := range keys {
+			if strings.HasSuffix(k, ":gen") || strings.HasSuffix(k, ":idx") {
+				continue
+			}
+			dumps[k] = admin.Dump(ctx, k).Val()
+		}
+		end(c)
+		for k, d := range dumps {
+			if err := admin.RestoreReplace(ctx, k, time.Hour, d).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again := a.client(t)
+		again.cookie = cookie
+		return again.get("/get").Header.Get("X-User")
+	}
+
+	t.Run("after RevokeAll the restored session is refused: the generation moved on", func(t *testing.T) {
+		if user := rollback(t, func(*client) {
+			if _, err := a.m.RevokeAll(ctx, "rita"); err != nil {
+				t.Fatal(err)
+			}
+		}); user != "" {
+			t.Errorf("a session restored after RevokeAll is live again (user %q)", user)
+		}
+	})
+	t.Run("after Logout the restored session is live again, as README documents", func(t *testing.T) {
+		if user := rollback(t, func(c *client) { c.get("/logout") }); user != "rita" {
+			t.Errorf("user %q: the documented behaviour changed; update README's note on persistence rollback", user)
+		}
+	})
+}
