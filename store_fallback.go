@@ -596,10 +596,12 @@ func (f *FallbackStore) recover() {
 				_ = f.memory.Delete(ctx, k)
 			}
 			clear(f.inMemory)
-			f.open.Store(false)
-			f.mu.Unlock()
+			// Reported before it happens, so that whoever sees Healthy()
+			// turn true finds the transition in the log and the metrics.
 			f.notify(EventPrimaryUp, nil)
 			f.log().Info("session store: primary answers again; outage replayed, breaker closed")
+			f.open.Store(false)
+			f.mu.Unlock()
 			return
 		}
 		journal, dirty := f.journal, f.dirty
