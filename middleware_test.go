@@ -250,6 +250,51 @@ func TestLogoutDeletesTheSessionAndClearsTheCookie(t *testing.T) {
 	}
 }
 
+func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			a := newTestApp(t, newStore(t), session.Options{})
+			c := a.client(t)
+			c.get("/login?u=ria")
+			oldCookie := c.cookie
+
+			loaded, renewed := make(chan struct{}), make(chan struct{})
+			a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
+				if r.URL.Query().Get("stall") != "" {
+					close(loaded)
+					<-renewed
+				}
+			}
+			done := make(chan int)
+			go func() {
+				slow := a.client(t)
+				slow.cookie = oldCookie
+				done <- slow.get("/set?k=late&v=stale&stall=1").StatusCode
+			}()
+			<-loaded
+			c.get("/renew")
+			close(renewed)
+			status := <-done
+			a.hook = nil
+
+			if c.cookie == "" || c.cookie == oldCookie {
+				t.Fatalf("Renew did not issue a new cookie")
+			}
+			if status >= 500 {
+				t.Errorf("the late write answered %d", status)
+			}
+			if res := c.get("/get?k=late"); res.Header.Get("X-User") != "ria" || readBody(res) != "" {
+				t.Errorf("the renewed session: user %q, late value present; want ria without it", res.Header.Get("X-User"))
+			}
+			replay := a.client(t)
+			replay.cookie = oldCookie
+			if res := replay.get("/get?k=late"); res.Header.Get("X-User") != "" {
+				t.Errorf("the token from before the renewal works again after a late write")
+			}
+		})
+	}
+}
+
 func TestAWriteRacingALogoutDoesNotResurrectTheSession(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,4 +183,45 @@ func TestRedisPersistenceRollbackOfASessionKey(t *testing.T) {
 			t.Errorf("user %q: the documented behaviour changed; update README's note on persistence rollback", user)
 		}
 	})
+}
+
+func TestUnderPoolPressureAndLatencyEachResponseShowsOnlyItsOwnUser(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	proxy := newFaultProxy(t, srv.Addr)
+	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), PoolSize: 2})
+	t.Cleanup(func() { rc.Close() })
+	a := newTestApp(t, session.NewRedisStore(rc, session.RedisOptions{}), session.Options{})
+
+	const users, perUser = 200, 5
+	clients := make([]*client, users)
+	for i := range clients {
+		u := "user" + strconv.Itoa(i)
+		clients[i] = a.client(t)
+		clients[i].get("/login?u=" + u)
+		clients[i].body("/set?k=v&v=" + u)
+	}
+	proxy.setDelay(time.Millisecond) // every chunk each way, on two shared connections
+
+	var wrong, failed atomic.Int64
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		u := "user" + strconv.Itoa(i)
+		for range perUser {
+			wg.Go(func() {
+				one := a.client(t)
+				one.cookie = c.cookie
+				res := one.get("/get?k=v")
+				switch {
+				case res.StatusCode != http.StatusOK:
+					failed.Add(1)
+				case res.Header.Get("X-User") != u || readBody(res) != u:
+					wrong.Add(1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if wrong.Load() != 0 || failed.Load() != 0 {
+		t.Errorf("of %d requests, %d showed another user's identity or data and %d failed", users*perUser, wrong.Load(), failed.Load())
+	}
 }
