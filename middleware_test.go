@@ -250,6 +250,31 @@ func TestLogoutDeletesTheSessionAndClearsTheCookie(t *testing.T) {
 	}
 }
 
+// stallAWrite sends a request with cookie that loads its session, holds it
+// inside the handler while during runs, then lets it write ("late"), and
+// returns its status.
+func stallAWrite(t *testing.T, a *testApp, cookie string, during func()) int {
+	t.Helper()
+	loaded, resume := make(chan struct{}), make(chan struct{})
+	a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
+		if r.URL.Query().Get("stall") != "" {
+			close(loaded)
+			<-resume
+		}
+	}
+	defer func() { a.hook = nil }()
+	done := make(chan int)
+	go func() {
+		slow := a.client(t)
+		slow.cookie = cookie
+		done <- slow.get("/set?k=late&v=stale&stall=1").StatusCode
+	}()
+	<-loaded
+	during()
+	close(resume)
+	return <-done
+}
+
 func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
@@ -258,24 +283,7 @@ func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
 			c.get("/login?u=ria")
 			oldCookie := c.cookie
 
-			loaded, renewed := make(chan struct{}), make(chan struct{})
-			a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
-				if r.URL.Query().Get("stall") != "" {
-					close(loaded)
-					<-renewed
-				}
-			}
-			done := make(chan int)
-			go func() {
-				slow := a.client(t)
-				slow.cookie = oldCookie
-				done <- slow.get("/set?k=late&v=stale&stall=1").StatusCode
-			}()
-			<-loaded
-			c.get("/renew")
-			close(renewed)
-			status := <-done
-			a.hook = nil
+			status := stallAWrite(t, a, oldCookie, func() { c.get("/renew") })
 
 			if c.cookie == "" || c.cookie == oldCookie {
 				t.Fatalf("Renew did not issue a new cookie")
@@ -304,27 +312,11 @@ func TestAWriteRacingALogoutDoesNotResurrectTheSession(t *testing.T) {
 			c.get("/login?u=dan")
 			cookie := c.cookie
 
-			loaded, loggedOut := make(chan struct{}), make(chan struct{})
-			a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
-				if r.URL.Query().Get("stall") != "" {
-					close(loaded)
-					<-loggedOut
-				}
-			}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				slow := a.client(t)
-				slow.cookie = cookie
-				slow.get("/set?k=late&v=1&stall=1")
-			}()
-			<-loaded
-			other := a.client(t)
-			other.cookie = cookie
-			other.get("/logout")
-			close(loggedOut)
-			<-done
-			a.hook = nil
+			stallAWrite(t, a, cookie, func() {
+				other := a.client(t)
+				other.cookie = cookie
+				other.get("/logout")
+			})
 
 			list, err := store.List(context.Background(), "dan")
 			if err != nil || len(list) != 0 {
