@@ -585,6 +585,37 @@ func TestIdleAndAbsoluteExpiryThroughTheMiddleware(t *testing.T) {
 	})
 }
 
+func TestRedisExpiryFollowsTheRedisClockNotTheApps(t *testing.T) {
+	for _, skew := range []time.Duration{-5 * time.Minute, 5 * time.Minute} {
+		t.Run("Redis "+skew.String()+" from the app", func(t *testing.T) {
+			clock := newFakeRedis(t)
+			clock.now = clock.now.Add(skew)
+			clock.m.SetTime(clock.now)
+			a := newTestApp(t, session.NewRedisStore(clock.client, session.RedisOptions{}), session.Options{IdleTimeout: 10 * time.Minute, Lifetime: time.Hour})
+			c := a.client(t)
+			c.get("/login?u=ivy")
+			for i := range 5 {
+				clock.advance(9 * time.Minute)
+				if c.get("/get").Header.Get("X-User") != "ivy" {
+					t.Fatalf("an active session ended after %d idle-minus-one periods", i+1)
+				}
+			}
+			clock.advance(11 * time.Minute)
+			if c.get("/get").Header.Get("X-User") != "" {
+				t.Error("the session outlived 10 idle minutes of Redis's clock")
+			}
+			c.get("/login?u=ivy")
+			for range 7 {
+				clock.advance(9 * time.Minute)
+				c.get("/get")
+			}
+			if c.get("/get").Header.Get("X-User") != "" {
+				t.Error("the session outlived its 1h lifetime on Redis's clock")
+			}
+		})
+	}
+}
+
 func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
