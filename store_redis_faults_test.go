@@ -37,6 +37,22 @@ func fillUntil(t *testing.T, c *redis.Client, size int, done func(err error) boo
 	t.Fatal("100,000 junk keys did not bring the server to the state the test needs")
 }
 
+// infoField reads an integer field of an INFO reply.
+func infoField(t *testing.T, info, name string) int64 {
+	t.Helper()
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO %s: %v", name, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("INFO has no %s", name)
+	return 0
+}
+
 func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) {
 	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
 	admin := srv.Client(t)
@@ -50,9 +66,17 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 	alice.get("/login?u=alice")
 	alice.body("/set?k=cart&v=apples")
 
-	// Small keys: a large one can be refused for its own size while a
-	// small write still fits.
+	// Filled to the brim, Redis hovers at the limit and a small write can
+	// slip in when buffers are freed; so once it is full, lower the limit
+	// well below what it holds, and every deny-oom write is refused.
 	fillUntil(t, admin, 64, func(err error) bool { return err != nil && strings.Contains(err.Error(), "OOM") })
+	usedMemory := infoField(t, admin.Info(context.Background(), "memory").Val(), "used_memory")
+	if err := admin.ConfigSet(context.Background(), "maxmemory", strconv.FormatInt(usedMemory/2, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Set(context.Background(), "probe", "x", time.Hour).Err(); err == nil || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("a small SET under OOM: %v, want Redis's OOM error", err)
+	}
 	time.Sleep(5 * time.Millisecond) // let the touch come due
 
 	res := alice.get("/get?k=cart")
