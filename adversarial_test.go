@@ -29,7 +29,7 @@ var storeKinds = []storeKind{
 	}},
 	{"redis", func(t *testing.T, f func(t *testing.T)) { f(t) }, func(t *testing.T) (session.Store, func(time.Duration)) {
 		fake := newFakeRedis(t)
-		return session.NewRedisStore(fake.client, session.RedisOptions{}), fake.advance
+		return newRedisStore(t, fake.client, session.RedisOptions{}), fake.advance
 	}},
 }
 

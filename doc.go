@@ -6,8 +6,12 @@
 // they log in. Sessions end after IdleTimeout without use and after
 // Lifetime in any case, both enforced by the store.
 //
+//	store, err := session.NewRedisStore(redisClient, session.RedisOptions{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	m, err := session.New(session.Options{
-//		Store:   session.NewRedisStore(redisClient, session.RedisOptions{}),
+//		Store:   store,
 //		Secrets: [][]byte{secret}, // 32+ random bytes, newest first
 //	})
 //	if err != nil {

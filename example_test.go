@@ -48,8 +48,12 @@ func ExampleNew() {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 
+	store, err := session.NewRedisStore(rdb, session.RedisOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	m, err := session.New(session.Options{
-		Store:   session.NewRedisStore(rdb, session.RedisOptions{}),
+		Store:   store,
 		Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")},
 	})
 	if err != nil {

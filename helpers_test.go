@@ -15,6 +15,7 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sessionkit/session"
 )
 
@@ -241,7 +242,7 @@ func stores(t *testing.T) map[string]func(t *testing.T) session.Store {
 			return s
 		},
 		"redis": func(t *testing.T) session.Store {
-			return session.NewRedisStore(newFakeRedis(t).client, session.RedisOptions{})
+			return newRedisStore(t, newFakeRedis(t).client, session.RedisOptions{})
 		},
 	}
 }
@@ -264,4 +265,14 @@ func synctestRun(t *testing.T, f func(t *testing.T)) { synctest.Test(t, f) }
 func mustRequest(t *testing.T, target string) *http.Request {
 	t.Helper()
 	return httptest.NewRequest(http.MethodGet, target, nil)
+}
+
+// newRedisStore is NewRedisStore for options a test knows to be valid.
+func newRedisStore(t testing.TB, c redis.UniversalClient, opts session.RedisOptions) *session.RedisStore {
+	t.Helper()
+	s, err := session.NewRedisStore(c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -22,7 +22,7 @@ func TestTheObserverHearsEveryStoreCallAndSecurityEvent(t *testing.T) {
 			notFound++
 		}
 	})
-	a := newTestApp(t, session.NewRedisStore(newFakeRedis(t).client, session.RedisOptions{}), session.Options{Observer: obs})
+	a := newTestApp(t, newRedisStore(t, newFakeRedis(t).client, session.RedisOptions{}), session.Options{Observer: obs})
 	c := a.client(t)
 	c.get("/set?k=a&v=1") // create
 	c.get("/set?k=a&v=2") // load, update

@@ -114,10 +114,12 @@ func (o *Options) validate() (config, error) {
 			return c, fmt.Errorf("%w: Secrets[%d] is %d bytes, need at least %d", ErrInvalidOptions, i, len(s), MinSecretLength)
 		}
 	}
-	for name, d := range map[string]time.Duration{"IdleTimeout": o.IdleTimeout, "Lifetime": o.Lifetime, "TouchInterval": o.TouchInterval} {
-		if d < 0 || (d > 0 && d < time.Millisecond) {
-			return c, fmt.Errorf("%w: %s is %v, need 0 (default) or at least 1ms", ErrInvalidOptions, name, d)
-		}
+	if err := checkDurations(
+		namedDuration{"IdleTimeout", o.IdleTimeout},
+		namedDuration{"Lifetime", o.Lifetime},
+		namedDuration{"TouchInterval", o.TouchInterval},
+	); err != nil {
+		return c, err
 	}
 	if o.MaxSessionsPerUser < 0 {
 		return c, fmt.Errorf("%w: MaxSessionsPerUser is negative", ErrInvalidOptions)
@@ -175,6 +177,28 @@ func (co *CookieOptions) validate() error {
 	}
 	if co.Insecure && co.SameSite == http.SameSiteNoneMode {
 		return bad("SameSite=None needs Secure, but Insecure is set")
+	}
+	return nil
+}
+
+// MaxDuration bounds every duration option: a session that must end in a
+// century is a configuration mistake, and larger values overflow the
+// arithmetic of expiry times.
+const MaxDuration = 100 * 365 * 24 * time.Hour
+
+type namedDuration struct {
+	name string
+	d    time.Duration
+}
+
+// checkDurations refuses, in the order given, a duration that is negative,
+// under a millisecond (stores keep milliseconds) or over MaxDuration. Zero
+// means the default.
+func checkDurations(ds ...namedDuration) error {
+	for _, nd := range ds {
+		if nd.d < 0 || (nd.d > 0 && nd.d < time.Millisecond) || nd.d > MaxDuration {
+			return fmt.Errorf("%w: %s is %v, need 0 (default) or 1ms to %v", ErrInvalidOptions, nd.name, nd.d, MaxDuration)
+		}
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestRedisRoundTripsPerRequest(t *testing.T) {
 	fake := newFakeRedis(t)
 	hook := &roundTrips{}
 	fake.client.AddHook(hook)
-	a := newTestApp(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 
 	// Warm up: every script once, so EVALSHA finds it cached (a first
 	// EVALSHA costs one more trip for the EVAL that loads it).
@@ -124,7 +124,7 @@ func TestTheRawTokenNeverReachesRedis(t *testing.T) {
 			}
 		}
 	}))
-	a := newTestApp(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	c := a.client(t)
 	var cookies []string
 	for _, target := range []string{"/set?k=a&v=1", "/login?u=lee", "/renew", "/set?k=b&v=2"} {

@@ -32,11 +32,6 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c, ok := opts.Store.(interface{ configErr() error }); ok {
-		if err := c.configErr(); err != nil {
-			return nil, err // a store misconfigured is refused here, not at its first request
-		}
-	}
 	secrets := make([][]byte, len(opts.Secrets))
 	for i, s := range opts.Secrets {
 		secrets[i] = slices.Clone(s)
@@ -59,9 +54,6 @@ func New(opts Options) (*Manager, error) {
 	if m.store == nil {
 		m.ownStore = NewMemoryStore()
 		m.store = m.ownStore
-	}
-	if a, ok := m.store.(interface{ attach(*slog.Logger, Observer) }); ok {
-		a.attach(cfg.logger, cfg.observer) // a FallbackStore reports its breaker here
 	}
 	if cfg.observer != nil {
 		m.store = observedStore{Store: m.store, o: cfg.observer}

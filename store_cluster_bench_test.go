@@ -43,7 +43,7 @@ func BenchmarkRedisCluster1M(b *testing.B) {
 	cc := cluster.Client(b, &redis.ClusterOptions{PoolSize: 64, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 	ctx := context.Background()
 	const prefix = "session:"
-	store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+	store := newRedisStore(b, cc, session.RedisOptions{Prefix: prefix})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: 12 * time.Hour, TouchInterval: time.Hour}
 
 	if v := os.Getenv("SESSION_BENCH_LISTPACK_VALUE"); v != "" {

@@ -35,7 +35,7 @@ func TestRedisCluster(t *testing.T) {
 			New: func(t *testing.T) session.Store {
 				prefix := freshPrefix()
 				t.Cleanup(func() { assertClusterKeysHaveTTL(t, cc, prefix) })
-				return session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+				return newRedisStore(t, cc, session.RedisOptions{Prefix: prefix})
 			},
 			Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
 			Unit:    100 * time.Millisecond,
@@ -44,7 +44,7 @@ func TestRedisCluster(t *testing.T) {
 
 	t.Run("every key of a user is in one slot, whatever the user ID", func(t *testing.T) {
 		prefix := freshPrefix()
-		store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+		store := newRedisStore(t, cc, session.RedisOptions{Prefix: prefix})
 		users := []string{"{", "}", "{}", "}{", "{a}", "a{b}c", "{{x}}", "a}b{c", "*", "a:b", "a\nb", "\xff",
 			strings.Repeat("{", session.MaxUserIDLength), "slot {13}", "ü{ß}"}
 		for _, u := range users {
@@ -78,7 +78,7 @@ func TestRedisCluster(t *testing.T) {
 
 	t.Run("anonymous sessions spread over the primaries", func(t *testing.T) {
 		prefix := freshPrefix()
-		store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+		store := newRedisStore(t, cc, session.RedisOptions{Prefix: prefix})
 		for range 60 {
 			if _, err := store.Create(t.Context(), sessiontest.NewKey(""), session.Record{Info: session.Info{ID: "x"}}, testPolicy); err != nil {
 				t.Fatal(err)
@@ -105,7 +105,7 @@ func TestRedisCluster(t *testing.T) {
 
 	t.Run("a script cache flushed on every node is reloaded per node", func(t *testing.T) {
 		prefix := freshPrefix()
-		store := session.NewRedisStore(cc, session.RedisOptions{Prefix: prefix})
+		store := newRedisStore(t, cc, session.RedisOptions{Prefix: prefix})
 		flushScripts := func() {
 			t.Helper()
 			err := cc.ForEachShard(t.Context(), func(ctx context.Context, c *redis.Client) error {
@@ -146,7 +146,7 @@ func TestRedisCluster(t *testing.T) {
 			if err := resetCommandStats(t.Context(), cc); err != nil {
 				t.Fatal(err)
 			}
-			store := session.NewRedisStore(ro, session.RedisOptions{Prefix: freshPrefix()})
+			store := newRedisStore(t, ro, session.RedisOptions{Prefix: freshPrefix()})
 			for i := range 10 {
 				exerciseEveryPath(t, store, fmt.Sprint("ro-", i))
 				assertLogoutSeenAtOnce(t, store)
@@ -203,7 +203,7 @@ func TestRedisSentinel(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { assertEveryKeyHasTTL(t, fc) })
-				return session.NewRedisStore(fc, session.RedisOptions{})
+				return newRedisStore(t, fc, session.RedisOptions{})
 			},
 			Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
 			Unit:    100 * time.Millisecond,
@@ -211,7 +211,7 @@ func TestRedisSentinel(t *testing.T) {
 	})
 
 	t.Run("a script cache flushed on the primary is reloaded", func(t *testing.T) {
-		store := session.NewRedisStore(fc, session.RedisOptions{Prefix: freshPrefix()})
+		store := newRedisStore(t, fc, session.RedisOptions{Prefix: freshPrefix()})
 		for i := range 3 {
 			if err := fc.ScriptFlush(t.Context()).Err(); err != nil {
 				t.Fatal(err)
@@ -239,7 +239,7 @@ func TestRedisSentinel(t *testing.T) {
 			if err := rc.ConfigResetStat(t.Context()).Err(); err != nil {
 				t.Fatal(err)
 			}
-			store := session.NewRedisStore(sentinel.ClusterClient(t, opts), session.RedisOptions{Prefix: freshPrefix()})
+			store := newRedisStore(t, sentinel.ClusterClient(t, opts), session.RedisOptions{Prefix: freshPrefix()})
 			for i := range 10 {
 				exerciseEveryPath(t, store, fmt.Sprint("ro-", i))
 				assertLogoutSeenAtOnce(t, store)
@@ -256,7 +256,7 @@ func TestRedisSentinel(t *testing.T) {
 
 	t.Run("a client that only talks to the replica fails loudly, never serves a stale session", func(t *testing.T) {
 		prefix := freshPrefix()
-		store := session.NewRedisStore(sentinel.Client(t, &redis.FailoverOptions{ReplicaOnly: true}), session.RedisOptions{Prefix: prefix})
+		store := newRedisStore(t, sentinel.Client(t, &redis.FailoverOptions{ReplicaOnly: true}), session.RedisOptions{Prefix: prefix})
 		_, err := store.Create(t.Context(), sessiontest.NewKey("r"), session.Record{Info: session.Info{ID: "x"}}, testPolicy)
 		if err == nil || !strings.Contains(err.Error(), "READONLY") {
 			t.Errorf("Create through a replica-only client: err = %v, want a READONLY error", err)
@@ -264,7 +264,7 @@ func TestRedisSentinel(t *testing.T) {
 		// A session the replica holds: reading it slides its TTL, a write,
 		// so the replica refuses rather than answer.
 		k := sessiontest.NewKey("r")
-		primary := session.NewRedisStore(fc, session.RedisOptions{Prefix: prefix, WaitReplicas: 1, WaitTimeout: time.Second})
+		primary := newRedisStore(t, fc, session.RedisOptions{Prefix: prefix, WaitReplicas: 1, WaitTimeout: time.Second})
 		if _, err := primary.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); err != nil {
 			t.Fatal(err)
 		}
@@ -411,7 +411,7 @@ func resetCommandStats(ctx context.Context, cc *redis.ClusterClient) error {
 func TestRedisPrefixWithABraceIsRefused(t *testing.T) {
 	fake := newFakeRedis(t)
 	for _, prefix := range []string{"x{}", "{app}:", "a}", "{"} {
-		store := session.NewRedisStore(fake.client, session.RedisOptions{Prefix: prefix})
+		store := newRedisStore(t, fake.client, session.RedisOptions{Prefix: prefix})
 		k := sessiontest.NewKey("u")
 		if _, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); !errors.Is(err, session.ErrInvalidOptions) {
 			t.Errorf("Create with prefix %q: err = %v, want ErrInvalidOptions", prefix, err)
@@ -465,8 +465,8 @@ func TestRedisSentinelWaitReplicas(t *testing.T) {
 // nothing to wait for.
 func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*sessiontest.RedisServer) {
 	t.Helper()
-	durable := session.NewRedisStore(c, session.RedisOptions{Prefix: freshPrefix(), WaitReplicas: 1, WaitTimeout: waitTimeout})
-	plain := session.NewRedisStore(c, session.RedisOptions{Prefix: freshPrefix()})
+	durable := newRedisStore(t, c, session.RedisOptions{Prefix: freshPrefix(), WaitReplicas: 1, WaitTimeout: waitTimeout})
+	plain := newRedisStore(t, c, session.RedisOptions{Prefix: freshPrefix()})
 	if err := c.ScriptFlush(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}

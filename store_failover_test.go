@@ -43,7 +43,7 @@ func TestRedisClusterFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			victim := primaries[0]
-			r := runFailover(t, session.NewRedisStore(cc, mode.opts),
+			r := runFailover(t, newRedisStore(t, cc, mode.opts),
 				victim.Kill,
 				func() error { return cluster.WaitHealthy(30 * time.Second) })
 			r.check(t, mode.durable)
@@ -72,7 +72,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			var promoted *sessiontest.RedisServer
-			r := runFailover(t, session.NewRedisStore(fc, mode.opts),
+			r := runFailover(t, newRedisStore(t, fc, mode.opts),
 				victim.Kill,
 				func() (err error) {
 					promoted, err = sentinel.WaitFailover(victim, 30*time.Second)

@@ -32,11 +32,12 @@ type FallbackOptions struct {
 	// deadline passed (go-redis finishes them at its own timeouts); past it,
 	// calls fail at once instead of piling up. Default 64.
 	MaxInFlight int
-	// Logger hears the breaker open and close. Default: the Logger of the
-	// Manager the store is given to (slog.Default() before that).
+	// Logger hears the breaker open and close. Default: slog.Default().
+	// Pass the Manager's Logger to have one log.
 	Logger *slog.Logger
 	// Observer hears the breaker open and close and every call served
-	// from memory. Default: the Observer of the Manager the store is given to.
+	// from memory. Default: none. Pass the Manager's Observer to have
+	// these events beside the Manager's.
 	Observer Observer
 }
 
@@ -77,9 +78,8 @@ type FallbackStore struct {
 	maxIn    int64
 	local    *localCopies // nil when disabled
 
-	// Set once, by the options or by the first Manager that uses the store.
-	logger   atomic.Pointer[slog.Logger]
-	observer atomic.Pointer[Observer]
+	logger   *slog.Logger
+	observer Observer // nil: none
 
 	abandoned atomic.Int64 // primary calls past their deadline, still running
 	open      atomic.Bool  // changes only under mu
@@ -113,14 +113,29 @@ type dirtySession struct {
 
 // NewFallbackStore returns a store that uses primary while it answers and
 // fallback while it does not. A nil fallback gets a NewMemoryStore that
-// Close closes. No I/O happens here.
-func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions) *FallbackStore {
+// Close closes. It refuses a nil primary and negative or sub-millisecond
+// durations with ErrInvalidOptions. No I/O happens here.
+func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions) (*FallbackStore, error) {
+	if primary == nil {
+		return nil, fmt.Errorf("%w: NewFallbackStore needs a primary store", ErrInvalidOptions)
+	}
+	if err := checkDurations(
+		namedDuration{"FallbackOptions.Timeout", opts.Timeout},
+		namedDuration{"FallbackOptions.ProbeInterval", opts.ProbeInterval},
+	); err != nil {
+		return nil, err
+	}
+	if opts.MaxInFlight < 0 {
+		return nil, fmt.Errorf("%w: FallbackOptions.MaxInFlight is negative", ErrInvalidOptions)
+	}
 	f := &FallbackStore{
 		primary:  primary,
 		memory:   fallback,
 		timeout:  orDefault(opts.Timeout, 100*time.Millisecond),
 		probeGap: orDefault(opts.ProbeInterval, 500*time.Millisecond),
 		maxIn:    int64(opts.MaxInFlight),
+		observer: opts.Observer,
+		logger:   opts.Logger,
 		dirty:    map[Key]*dirtySession{},
 		inMemory: map[Key]Policy{},
 		stop:     make(chan struct{}),
@@ -129,14 +144,11 @@ func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions
 	if f.memory == nil {
 		f.memory, f.ownsMem = NewMemoryStore(), true
 	}
-	if f.maxIn <= 0 {
+	if f.maxIn == 0 {
 		f.maxIn = 64
 	}
-	if opts.Logger != nil {
-		f.logger.Store(opts.Logger)
-	}
-	if opts.Observer != nil {
-		f.observer.Store(&opts.Observer)
+	if f.logger == nil {
+		f.logger = slog.Default()
 	}
 	switch {
 	case opts.LocalCopies == 0:
@@ -145,37 +157,15 @@ func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions
 		f.local = newLocalCopies(opts.LocalCopies)
 	}
 	go f.probeLoop()
-	return f
+	return f, nil
 }
 
-// attach gives the store the Manager's logger and observer where the
-// options named none; New calls it.
-func (f *FallbackStore) attach(l *slog.Logger, o Observer) {
-	f.logger.CompareAndSwap(nil, l)
-	if o != nil {
-		f.observer.CompareAndSwap(nil, &o)
-	}
-}
-
-func (f *FallbackStore) log() *slog.Logger {
-	if l := f.logger.Load(); l != nil {
-		return l
-	}
-	return slog.Default()
-}
+func (f *FallbackStore) log() *slog.Logger { return f.logger }
 
 func (f *FallbackStore) notify(kind EventKind, err error) {
-	if o := f.observer.Load(); o != nil {
-		(*o).Observe(Event{Kind: kind, Err: err})
+	if f.observer != nil {
+		f.observer.Observe(Event{Kind: kind, Err: err})
 	}
-}
-
-// configErr is the primary's configuration error, for New to report.
-func (f *FallbackStore) configErr() error {
-	if c, ok := f.primary.(interface{ configErr() error }); ok {
-		return c.configErr()
-	}
-	return nil
 }
 
 // Healthy reports whether the breaker is closed: calls go to the primary.

@@ -42,7 +42,10 @@ func newFallback(t *testing.T, primary session.Store, opts session.FallbackOptio
 	if opts.ProbeInterval == 0 {
 		opts.ProbeInterval = 50 * time.Millisecond
 	}
-	f := session.NewFallbackStore(primary, nil, opts)
+	f, err := session.NewFallbackStore(primary, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { f.Close() })
 	return f
 }
@@ -64,7 +67,7 @@ func TestFallbackStoreConformanceWhileRedisIsUp(t *testing.T) {
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {
 			clock = newFakeRedis(t)
-			return newFallback(t, session.NewRedisStore(clock.client, session.RedisOptions{}), session.FallbackOptions{Timeout: 5 * time.Second})
+			return newFallback(t, newRedisStore(t, clock.client, session.RedisOptions{}), session.FallbackOptions{Timeout: 5 * time.Second})
 		},
 		Advance: func(t *testing.T, d time.Duration) { clock.advance(d) },
 		Skip:    map[string]string{sessiontest.IncrOverflowTest: "miniredis's HINCRBY wraps past MaxInt64; the real-Redis run checks it"},
@@ -73,9 +76,9 @@ func TestFallbackStoreConformanceWhileRedisIsUp(t *testing.T) {
 
 func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
 	fake := newFakeRedis(t)
-	fb := newFallback(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.FallbackOptions{})
+	fb := newFallback(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
-	b := newTestApp(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.Options{})
+	b := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	ctx := context.Background()
 
 	alice, bob, carol := a.client(t), a.client(t), a.client(t)
@@ -134,7 +137,7 @@ func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
 
 func TestWithoutLocalCopiesAnOutageSignsUsersOutHere(t *testing.T) {
 	fake := newFakeRedis(t)
-	fb := newFallback(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.FallbackOptions{LocalCopies: -1})
+	fb := newFallback(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.FallbackOptions{LocalCopies: -1})
 	a := newTestApp(t, fb, session.Options{})
 	c := a.client(t)
 	c.get("/login?u=dee")
@@ -185,11 +188,11 @@ func newFaultSetup(t *testing.T, opts session.FallbackOptions) *faultSetup {
 	t.Helper()
 	srv := sessiontest.StartRedis(t)
 	proxy := newFaultProxy(t, srv.Addr)
-	fb := newFallback(t, session.NewRedisStore(sessionClient(t, proxy.Addr()), session.RedisOptions{}), opts)
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, proxy.Addr()), session.RedisOptions{}), opts)
 	return &faultSetup{
 		srv: srv, proxy: proxy, fb: fb,
 		a: newTestApp(t, fb, session.Options{}),
-		b: newTestApp(t, session.NewRedisStore(sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{}),
+		b: newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{}),
 	}
 }
 
@@ -276,7 +279,7 @@ func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
 		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { rc.Close() })
 	var handled error
-	a := newTestApp(t, session.NewRedisStore(rc, session.RedisOptions{}), session.Options{
+	a := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			handled = err
 			http.Error(w, "sessions unavailable", http.StatusServiceUnavailable)
@@ -309,9 +312,9 @@ func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
 
 func TestRedisKilledUnderLoadAndRestarted(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
-	fb := newFallback(t, session.NewRedisStore(sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
-	b := newTestApp(t, session.NewRedisStore(sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
+	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
 
 	type made struct{ cookie, value string }
 	var (
@@ -418,9 +421,9 @@ func TestALogoutDuringAnOutageIsDeadEverywhereAfterRecovery(t *testing.T) {
 
 func TestClientPauseWriteKeepsReadsGoingAndWritesWithinTheDeadline(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
-	fb := newFallback(t, session.NewRedisStore(sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
-	b := newTestApp(t, session.NewRedisStore(sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
+	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
 	c := a.client(t)
 	c.get("/login?u=hal")
 	c.body("/set?k=a&v=1")
@@ -508,21 +511,23 @@ func TestFlappingRedisUnderLoadMixesNoUsersData(t *testing.T) {
 	t.Logf("%d requests while Redis flapped every 200ms", requests.Load())
 }
 
-func TestTheBreakerReportsToTheManagersLoggerAndObserver(t *testing.T) {
+func TestTheBreakerReportsToTheLoggerAndObserverItIsGiven(t *testing.T) {
 	fake := newFakeRedis(t)
-	fb := newFallback(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.FallbackOptions{})
 	var log syncBuffer
 	var mu sync.Mutex
 	heard := map[session.EventKind]int{}
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	obs := session.ObserverFunc(func(e session.Event) {
+		mu.Lock()
+		heard[e.Kind]++
+		mu.Unlock()
+	})
+	fb := newFallback(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.FallbackOptions{Logger: logger, Observer: obs})
 	m, err := session.New(session.Options{
-		Store:   fb,
-		Secrets: [][]byte{testSecret},
-		Logger:  slog.New(slog.NewTextHandler(&log, nil)),
-		Observer: session.ObserverFunc(func(e session.Event) {
-			mu.Lock()
-			heard[e.Kind]++
-			mu.Unlock()
-		}),
+		Store:    fb,
+		Secrets:  [][]byte{testSecret},
+		Logger:   logger,
+		Observer: obs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -550,7 +555,7 @@ func TestTheBreakerReportsToTheManagersLoggerAndObserver(t *testing.T) {
 
 	for _, want := range []string{"primary unavailable", "breaker closed"} {
 		if !strings.Contains(log.String(), want) {
-			t.Errorf("the Manager's log lacks %q:\n%s", want, log.String())
+			t.Errorf("the log lacks %q:\n%s", want, log.String())
 		}
 	}
 	mu.Lock()
@@ -564,7 +569,7 @@ func TestTheBreakerReportsToTheManagersLoggerAndObserver(t *testing.T) {
 
 func TestASessionMadeInOneOutageSurvivesTheNext(t *testing.T) {
 	fake := newFakeRedis(t)
-	fb := newFallback(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.FallbackOptions{})
+	fb := newFallback(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
 	t.Cleanup(func() { fake.m.SetError("") })
 

@@ -68,14 +68,23 @@ type RedisStore struct {
 	prefix       string
 	waitReplicas int
 	waitTimeout  time.Duration
-	err          error // a configuration error every method returns
 }
 
 // NewRedisStore returns a store on c. It does no I/O, so it neither blocks
-// nor fails when Redis is down. Invalid options (a Prefix with a brace, a
-// negative WaitReplicas or WaitTimeout) make every method fail with
-// ErrInvalidOptions, and New refuses the store.
-func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
+// nor fails when Redis is down. It refuses a nil client and invalid options
+// (a Prefix with a brace, a negative WaitReplicas or WaitTimeout) with
+// ErrInvalidOptions, so nothing fails later for a reason known now.
+func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, error) {
+	switch {
+	case c == nil:
+		return nil, fmt.Errorf("%w: NewRedisStore needs a client", ErrInvalidOptions)
+	case strings.ContainsAny(opts.Prefix, "{}"):
+		return nil, fmt.Errorf("%w: RedisOptions.Prefix %q contains a brace, which would take over the cluster hash tag", ErrInvalidOptions, opts.Prefix)
+	case opts.WaitReplicas < 0:
+		return nil, fmt.Errorf("%w: RedisOptions.WaitReplicas is negative", ErrInvalidOptions)
+	case opts.WaitTimeout < 0 || (opts.WaitTimeout > 0 && opts.WaitTimeout < time.Millisecond):
+		return nil, fmt.Errorf("%w: RedisOptions.WaitTimeout is %v, need 0 (default) or at least 1ms", ErrInvalidOptions, opts.WaitTimeout)
+	}
 	s := &RedisStore{c: c, prefix: opts.Prefix, waitReplicas: opts.WaitReplicas, waitTimeout: opts.WaitTimeout}
 	s.cluster, _ = c.(*redis.ClusterClient)
 	if s.prefix == "" {
@@ -84,19 +93,8 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) *RedisStore {
 	if s.waitTimeout == 0 {
 		s.waitTimeout = DefaultWaitTimeout
 	}
-	switch {
-	case strings.ContainsAny(s.prefix, "{}"):
-		s.err = fmt.Errorf("%w: RedisOptions.Prefix %q contains a brace, which would take over the cluster hash tag", ErrInvalidOptions, s.prefix)
-	case opts.WaitReplicas < 0:
-		s.err = fmt.Errorf("%w: RedisOptions.WaitReplicas is negative", ErrInvalidOptions)
-	case opts.WaitTimeout < 0 || (opts.WaitTimeout > 0 && opts.WaitTimeout < time.Millisecond):
-		s.err = fmt.Errorf("%w: RedisOptions.WaitTimeout is %v, need 0 (default) or at least 1ms", ErrInvalidOptions, opts.WaitTimeout)
-	}
-	return s
+	return s, nil
 }
-
-// configErr is the options' error, for New to report up front.
-func (s *RedisStore) configErr() error { return s.err }
 
 // run runs script by EVALSHA, falling back to EVAL on NOSCRIPT. go-redis's
 // Script.Run routes both by the first key, so the EVAL goes to the very
@@ -248,9 +246,6 @@ func (s *RedisStore) userPrefix(userID string) string {
 // keys returns the script KEYS for a session: the hash alone while
 // anonymous; hash, generation and index for a user's session.
 func (s *RedisStore) keys(k Key) ([]string, error) {
-	if s.err != nil {
-		return nil, s.err
-	}
 	if !validHash(k.Hash) {
 		return nil, ErrNotFound
 	}
@@ -266,9 +261,6 @@ func (s *RedisStore) keys(k Key) ([]string, error) {
 
 // userKeys returns KEYS for the per-user scripts: generation, index.
 func (s *RedisStore) userKeys(userID string) (prefix string, keys []string, err error) {
-	if s.err != nil {
-		return "", nil, s.err
-	}
 	if err := ValidateUserID(userID); err != nil {
 		return "", nil, err
 	}
@@ -582,9 +574,6 @@ func (s *RedisStore) pipelineScripts(ctx context.Context, calls []scriptCall) ([
 func (s *RedisStore) Delete(ctx context.Context, k Key) error {
 	keys, err := s.keys(k)
 	if err != nil {
-		if s.err != nil {
-			return s.err
-		}
 		return nil // no such key can exist
 	}
 	if _, err := s.runDurable(ctx, scriptDelete, keys, k.Hash, k.UserID); err != nil {

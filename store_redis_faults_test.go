@@ -61,7 +61,7 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 	// script's first write; the load script slides the TTL (PEXPIRE, which
 	// is not deny-oom) first, so its touch goes through and reads go on.
 	// Update and create write with HSET or SET first and are refused whole.
-	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{TouchInterval: time.Millisecond})
+	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{TouchInterval: time.Millisecond})
 	alice := a.client(t)
 	alice.get("/login?u=alice")
 	alice.body("/set?k=cart&v=apples")
@@ -108,7 +108,7 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
 	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
 	admin := srv.Client(t)
-	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
 	alice := a.client(t)
 	alice.get("/login?u=alice")
 	alice.body("/set?k=cart&v=apples")
@@ -140,7 +140,7 @@ func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
 func TestRedisRestartWithoutPersistenceSignsEveryoneOutWithout5xx(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
 	// go-redis's defaults: stale pooled connections are retried after the restart.
-	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
 	var clients []*client
 	for _, u := range []string{"ann", "ben", "cat", "dan", "eve"} {
 		c := a.client(t)
@@ -163,7 +163,7 @@ func TestRedisRestartWithoutPersistenceSignsEveryoneOutWithout5xx(t *testing.T) 
 func TestRedisPersistenceRollbackOfASessionKey(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
 	admin := srv.Client(t)
-	a := newTestApp(t, session.NewRedisStore(srv.Client(t), session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
 	ctx := context.Background()
 
 	rollback := func(t *testing.T, end func(c *client)) (user string) {
@@ -214,7 +214,7 @@ func TestUnderPoolPressureAndLatencyEachResponseShowsOnlyItsOwnUser(t *testing.T
 	proxy := newFaultProxy(t, srv.Addr)
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), PoolSize: 2})
 	t.Cleanup(func() { rc.Close() })
-	a := newTestApp(t, session.NewRedisStore(rc, session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})
 
 	const users, perUser = 200, 5
 	clients := make([]*client, users)

@@ -27,7 +27,7 @@ func hashTag(key string) string {
 
 func TestAUsersKeysShareOneHashTagWhateverTheUserID(t *testing.T) {
 	fake := newFakeRedis(t)
-	store := session.NewRedisStore(fake.client, session.RedisOptions{})
+	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
 	users := []string{"a", "a*", "*", "?", "[a-z]", `\`, "a\nb", "a\r\nDEL x", "{x}", "a}b", "}{", " a", "A", "а", "\xff\xfe", strings.Repeat("x", session.MaxUserIDLength)}
 	tags := map[string]string{}
@@ -52,7 +52,7 @@ func TestAUsersKeysShareOneHashTagWhateverTheUserID(t *testing.T) {
 
 func TestAnonymousSessionsSpreadOverHashTags(t *testing.T) {
 	fake := newFakeRedis(t)
-	store := session.NewRedisStore(fake.client, session.RedisOptions{})
+	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
 	for range 50 {
 		if _, err := store.Create(t.Context(), sessiontest.NewKey(""), session.Record{Info: session.Info{ID: "x"}}, p); err != nil {
@@ -70,7 +70,7 @@ func TestAnonymousSessionsSpreadOverHashTags(t *testing.T) {
 
 func TestRevokeAllEndsSessionsTheIndexLost(t *testing.T) {
 	fake := newFakeRedis(t)
-	a := newTestApp(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	var devices []*client
 	for range 3 {
 		c := a.client(t)
@@ -94,7 +94,7 @@ func TestRevokeAllEndsSessionsTheIndexLost(t *testing.T) {
 
 func TestLosingTheGenerationKeyFailsClosed(t *testing.T) {
 	fake := newFakeRedis(t)
-	a := newTestApp(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.Options{})
+	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	c := a.client(t)
 	c.get("/login?u=nia")
 	for _, key := range fake.m.Keys() {
@@ -115,7 +115,7 @@ func TestACorruptHashIsNoSession(t *testing.T) {
 	for field, value := range map[string]string{"@x": "garbage", "@c": "", "@id": "", "@u": "someone else", "@g": "stale"} {
 		t.Run(field, func(t *testing.T) {
 			fake := newFakeRedis(t)
-			a := newTestApp(t, session.NewRedisStore(fake.client, session.RedisOptions{}), session.Options{})
+			a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 			c := a.client(t)
 			c.get("/login?u=oz")
 			for _, key := range fake.m.Keys() {
@@ -137,7 +137,7 @@ func TestACorruptHashIsNoSession(t *testing.T) {
 
 func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
 	fake := newFakeRedis(t)
-	store := session.NewRedisStore(fake.client, session.RedisOptions{})
+	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	k := sessiontest.NewKey("")
 	p := session.Policy{IdleTimeout: 1500 * time.Millisecond, Lifetime: time.Hour, TouchInterval: time.Minute}
 	if _, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, p); err != nil {
@@ -161,8 +161,8 @@ func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
 func TestTwoInstancesSeeEachOthersRevocations(t *testing.T) {
 	srv := sessiontest.StartRedis(t)
 	rc := srv.Client(t)
-	one := newTestApp(t, session.NewRedisStore(rc, session.RedisOptions{}), session.Options{})
-	two := newTestApp(t, session.NewRedisStore(rc, session.RedisOptions{}), session.Options{})
+	one := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})
+	two := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})
 
 	var devices []*client
 	for i, agent := range []string{"phone", "laptop", "tablet", "desktop", "tv"} {

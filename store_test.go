@@ -30,7 +30,7 @@ func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {
 			clock = newFakeRedis(t)
-			return session.NewRedisStore(clock.client, session.RedisOptions{})
+			return newRedisStore(t, clock.client, session.RedisOptions{})
 		},
 		Advance: func(t *testing.T, d time.Duration) { clock.advance(d) },
 		Skip:    map[string]string{sessiontest.IncrOverflowTest: "miniredis's HINCRBY wraps past MaxInt64; the real-Redis run checks it"},
@@ -46,7 +46,7 @@ func TestRedisStoreConformanceOnRealRedis(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { assertEveryKeyHasTTL(t, c) })
-			return session.NewRedisStore(c, session.RedisOptions{})
+			return newRedisStore(t, c, session.RedisOptions{})
 		},
 		Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
 		Unit:    50 * time.Millisecond,

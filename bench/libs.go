@@ -133,7 +133,12 @@ func newOurs(name string, store session.Store, rdb *redis.Client, closeStore fun
 // newOursRedis is this library on a RedisStore.
 func newOursRedis(addr string, c *Counter) (*lib, error) {
 	rdb := newRedisClient(addr, c)
-	return newOurs("ours", session.NewRedisStore(rdb, session.RedisOptions{}), rdb, func() { rdb.Close() })
+	store, err := session.NewRedisStore(rdb, session.RedisOptions{})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return newOurs("ours", store, rdb, func() { rdb.Close() })
 }
 
 func newOursMemory() (*lib, error) {

@@ -207,10 +207,17 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (*openedSto
 	}
 	closes = append([]func(){func() { client.Close() }}, closes...)
 
-	var store session.Store = session.NewRedisStore(client, session.RedisOptions{})
+	rs, err := session.NewRedisStore(client, session.RedisOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var store session.Store = rs
 	var healthy func() bool
 	if cfg.fallback {
-		f := session.NewFallbackStore(store, nil, session.FallbackOptions{Logger: logger})
+		f, err := session.NewFallbackStore(store, nil, session.FallbackOptions{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
 		store, healthy, name = f, f.Healthy, name+" behind a FallbackStore"
 		closes = append([]func(){func() { f.Close() }}, closes...)
 	}
