@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -76,6 +77,11 @@ func newCookieCodec(secrets [][]byte, opts CookieOptions, lifetime time.Duration
 			MaxLength(maxCookieValue).
 			MaxAge(int(cc.maxAge / time.Second))
 		cc.codecs = append(cc.codecs, sc)
+	}
+	// The longest cookie the codec can be asked for must fit a browser's
+	// limit; refusing here beats answering 500 to every login.
+	if _, err := cc.encode(strings.Repeat("u", MaxUserIDLength), token{}); err != nil {
+		return nil, fmt.Errorf("%w: cookie: name %d bytes long leaves no room for the value: %v", ErrInvalidOptions, len(opts.Name), err)
 	}
 	return cc, nil
 }
@@ -147,6 +153,15 @@ func (cc *cookieCodec) expired() *http.Cookie {
 	c := cc.base("")
 	c.MaxAge = -1 // net/http writes Max-Age=0
 	return c
+}
+
+// setCookieHeaders adds c to h with the headers every response that sets
+// the session cookie needs: no shared cache may keep it or serve it to
+// another client.
+func setCookieHeaders(h http.Header, c *http.Cookie) {
+	h.Add("Set-Cookie", c.String())
+	h.Set("Cache-Control", "no-store")
+	h.Add("Vary", "Cookie")
 }
 
 func (cc *cookieCodec) base(value string) *http.Cookie {

@@ -145,6 +145,25 @@ func (a *testApp) serve(w http.ResponseWriter, r *http.Request) {
 		var n int
 		n, err = s.LogoutOthers(ctx)
 		w.Header().Set("X-Count", strconv.Itoa(n))
+	case "/login-then-fail", "/renew-then-fail", "/logout-then-fail":
+		switch r.URL.Path {
+		case "/login-then-fail":
+			err = s.Login(ctx, q.Get("u"))
+		case "/renew-then-fail":
+			err = s.Renew(ctx)
+		default:
+			err = s.Logout(ctx)
+		}
+		if err != nil {
+			panic(err)
+		}
+		http.Error(w, "failed after the change", http.StatusInternalServerError)
+		return
+	case "/login-then-panic":
+		if err := s.Login(ctx, q.Get("u")); err != nil {
+			panic(err)
+		}
+		panic("handler panic after Login")
 	case "/panic":
 		s.Set("k", "from a panicking handler")
 		panic("handler panic")

@@ -5,62 +5,57 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 )
 
-// contextKey is unexported and a pointer, so no other package can collide with it.
+// contextKey is unexported and a pointer, so no other package can collide
+// with it; each Manager has its own, so nested Managers do not collide either.
 type contextKey struct{ name string }
-
-var stateKey = &contextKey{"session"}
 
 // requestState is what the middleware keeps for one request. The session
 // is loaded on the first Manager.Load, so a request that never asks costs
 // no cookie decoding and no store call. It is also the request's context
-// (the original one plus itself under stateKey) and holds the response
-// writer, so that the middleware costs one allocation besides the
-// request's WithContext: a request that never loads its session should
-// cost next to nothing.
+// (the original one plus itself under the Manager's key) and holds the
+// response writer, so that the middleware costs one allocation besides the
+// request's WithContext.
 type requestState struct {
 	context.Context // the request's original context
 	m               *Manager
 	r               *http.Request
-	mu              sync.Mutex
-	sess            *Session
-	headersSent     atomic.Bool // the cookie can no longer be changed
 	w               commitWriter
+
+	mu      sync.Mutex
+	sess    *Session
+	started bool // the response has started: a session loaded now can set no cookie
 }
 
-// Value finds the state itself under stateKey, as context.WithValue would.
+// Value finds the state itself under its Manager's key, as
+// context.WithValue would.
 func (st *requestState) Value(key any) any {
-	if key == stateKey {
+	if key == st.m.ctxKey {
 		return st
 	}
 	return st.Context.Value(key)
 }
 
-// Middleware loads sessions lazily for next and saves what changed before
-// the response's first byte. A handler that panics or answers 5xx saves
-// nothing. If saving fails, Options.ErrorHandler answers instead.
+// Middleware loads sessions lazily for next and saves what changed as the
+// response starts. A handler that panics or answers 5xx saves nothing. If
+// saving fails, Options.ErrorHandler answers instead, and nothing more is
+// saved for that request.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := &requestState{Context: r.Context(), m: m, r: r}
+		st := &requestState{Context: r.Context(), m: m}
 		r = r.WithContext(st)
-		st.w = commitWriter{ResponseWriter: w, st: st, r: r}
-		cw := &st.w
-		next.ServeHTTP(cw, r)
+		st.r = r
+		st.w = commitWriter{ResponseWriter: w, st: st}
+		next.ServeHTTP(&st.w, r)
 		// Reached only if next did not panic.
-		if !cw.wroteHeader {
-			if cw.commit(http.StatusOK) {
-				return // ErrorHandler has answered
-			}
+		if !st.w.wroteHeader && st.w.commit(http.StatusOK) {
+			return // ErrorHandler has answered
 		}
-		// Values of a stored session changed after the headers went out can
-		// still be saved: they need no new cookie.
-		st.saveLate()
+		st.finish()
 	})
 }
 
@@ -70,85 +65,38 @@ func (st *requestState) load(ctx context.Context) (*Session, error) {
 	if st.sess != nil {
 		return st.sess, nil
 	}
-	s, err := st.m.loadFromCookie(ctx, st)
+	s, err := st.m.loadFromCookie(ctx, st.r)
 	if err != nil {
 		return nil, err
+	}
+	if st.started {
+		s.phase = phaseStarted
 	}
 	st.sess = s
 	return s, nil
 }
 
-func (st *requestState) session() *Session {
+// start marks the response as started and returns the session, if one was loaded.
+func (st *requestState) start() *Session {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.started = true
 	return st.sess
 }
 
-// maxClientField bounds the user agent and IP kept with a session, so a
-// huge header cannot grow the store.
-const maxClientField = 512
-
-func (st *requestState) client() Client {
-	truncate := func(s string) string {
-		if len(s) > maxClientField {
-			return s[:maxClientField]
-		}
-		return s
-	}
-	return Client{UserAgent: truncate(st.r.UserAgent()), IP: truncate(st.m.cfg.clientIP(st.r))}
+// saveContext is the request's context without its cancellation: a save
+// that has begun finishes even if the client goes away.
+func (st *requestState) saveContext() context.Context {
+	return context.WithoutCancel(st.Context)
 }
 
-// loadFromCookie turns the request's cookie into a Session. Every failure
-// short of a store error is an anonymous session and a log line; a cookie
-// whose MAC fails costs no store call.
-func (m *Manager) loadFromCookie(ctx context.Context, st *requestState) (*Session, error) {
-	s := newSession(st)
-	cookies := st.r.CookiesNamed(m.codec.name)
-	switch len(cookies) {
-	case 0:
-		return s, nil
-	case 1:
-	default:
-		// Two cookies of one name: one may be planted (cookie tossing).
-		// Trusting either would let an attacker choose.
-		m.securityEvent(ctx, EventCookieAmbiguous, "session cookie ambiguous", cookies[0].Value, errors.New("more than one cookie with the session's name"))
-		s.cookie = cookieClear
-		return s, nil
-	}
-	userID, tok, stale, err := m.codec.decode(cookies[0].Value)
-	if err != nil {
-		m.securityEvent(ctx, EventCookieRejected, "session cookie rejected", cookies[0].Value, err)
-		s.cookie = cookieClear
-		return s, nil
-	}
-	k := Key{UserID: userID, Hash: tok.hash()}
-	rec, err := m.store.Load(ctx, k, st.client(), m.policy)
-	if errors.Is(err, ErrNotFound) {
-		// Signed by us, but not live: expired, revoked, or never issued. Its
-		// token is not adopted; a new session gets a fresh one.
-		m.notify(EventTokenUnknown, err)
-		m.event(ctx, slog.LevelWarn, "session token unknown or ended", tok, userID, err)
-		s.cookie = cookieClear
-		return s, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.stored, s.key, s.tok, s.rec = true, k, tok, rec
-	s.values = copyValues(rec.Values)
-	if stale {
-		s.cookie = cookieSet // re-issue under the newest secret
-	}
-	return s, nil
-}
-
-// saveLate saves, after the response has started, what can still be saved.
-func (st *requestState) saveLate() {
-	s := st.session()
+// finish saves, after the handler has returned, what can still be saved.
+func (st *requestState) finish() {
+	s := st.start()
 	if s == nil {
 		return
 	}
-	if err := s.save(context.WithoutCancel(st.r.Context()), nil); err != nil {
+	if err := s.finish(st.saveContext()); err != nil {
 		st.m.cfg.logger.ErrorContext(st.r.Context(), "session: change not saved", "error", err, "path", st.r.URL.Path)
 	}
 }
@@ -159,7 +107,6 @@ func (st *requestState) saveLate() {
 type commitWriter struct {
 	http.ResponseWriter
 	st          *requestState
-	r           *http.Request
 	wroteHeader bool
 	failed      bool // saving failed and ErrorHandler answered
 }
@@ -172,21 +119,17 @@ var errResponseReplaced = errors.New("session: response replaced by ErrorHandler
 // whether saving failed (and ErrorHandler has answered).
 func (w *commitWriter) commit(code int) (failed bool) {
 	w.wroteHeader = true
-	s := w.st.session()
+	s := w.st.start()
 	if s == nil {
-		w.st.headersSent.Store(true)
 		return false
 	}
-	if code >= 500 {
-		s.mu.Lock()
-		s.discard = true
-		w.st.headersSent.Store(true)
-		s.mu.Unlock()
-		return false
+	h := w.Header()
+	if code == http.StatusSwitchingProtocols {
+		h = nil // a hijacked connection sends no Set-Cookie
 	}
-	if err := s.save(context.WithoutCancel(w.r.Context()), w.Header()); err != nil {
+	if err := s.commit(w.st.saveContext(), code, h); err != nil {
 		w.failed = true
-		w.st.m.cfg.errorHandler(w.ResponseWriter, w.r, err)
+		w.st.m.cfg.errorHandler(w.ResponseWriter, w.st.r, err)
 		return true
 	}
 	return false

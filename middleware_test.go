@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -649,6 +650,9 @@ func TestNewRefusesUnsafeOptions(t *testing.T) {
 		{"a negative idle timeout", session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: -time.Second}},
 		{"a sub-millisecond lifetime", session.Options{Secrets: [][]byte{testSecret}, Lifetime: time.Microsecond}},
 		{"a negative session cap", session.Options{Secrets: [][]byte{testSecret}, MaxSessionsPerUser: -1}},
+		{"a lifetime near the largest duration", session.Options{Secrets: [][]byte{testSecret}, Lifetime: math.MaxInt64 - 1}},
+		{"an idle timeout over MaxDuration", session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: session.MaxDuration + 1}},
+		{"a cookie name of several KB", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: strings.Repeat("n", 4000), Insecure: true}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -656,6 +660,16 @@ func TestNewRefusesUnsafeOptions(t *testing.T) {
 				t.Errorf("err = %v, want ErrInvalidOptions", err)
 			}
 		})
+	}
+}
+
+func TestTheSameBadOptionsAlwaysGiveTheSameError(t *testing.T) {
+	opts := session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: -1, Lifetime: -1, TouchInterval: -1}
+	_, first := session.New(opts)
+	for range 50 {
+		if _, err := session.New(opts); err == nil || err.Error() != first.Error() {
+			t.Fatalf("New gave %v, then %v", first, err)
+		}
 	}
 }
 

@@ -60,13 +60,6 @@ const (
 	EventWriteRefused    EventKind = "write_refused"    // a write to a session that ended mid-request
 )
 
-// notify passes e to the Observer, if there is one.
-func (m *Manager) notify(kind EventKind, err error) {
-	if m.cfg.observer != nil {
-		m.cfg.observer.Observe(Event{Kind: kind, Err: err})
-	}
-}
-
 // observedStore times every call of the Store it wraps. New installs it
 // only when Options.Observer is set, so without one nothing is measured.
 type observedStore struct {

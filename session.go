@@ -1,129 +1,32 @@
 package session
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 )
 
-// Manager loads and saves sessions for the requests its Middleware wraps.
-// It is safe for concurrent use and immutable after New.
-type Manager struct {
-	cfg      config
-	store    Store
-	ownStore *MemoryStore // the default store, closed by Close
-	codec    *cookieCodec
-	policy   Policy
-}
-
-// New validates opts and returns a Manager. Every configuration error is
-// reported here, so nothing fails later for a reason known now.
-func New(opts Options) (*Manager, error) {
-	cfg, err := opts.validate()
-	if err != nil {
-		return nil, err
-	}
-	secrets := make([][]byte, len(opts.Secrets))
-	for i, s := range opts.Secrets {
-		secrets[i] = slices.Clone(s)
-	}
-	codec, err := newCookieCodec(secrets, cfg.cookie, cfg.lifetime)
-	if err != nil {
-		return nil, err
-	}
-	m := &Manager{
-		cfg:   cfg,
-		store: opts.Store,
-		codec: codec,
-		policy: Policy{
-			IdleTimeout:        cfg.idle,
-			Lifetime:           cfg.lifetime,
-			TouchInterval:      cfg.touch,
-			MaxSessionsPerUser: cfg.maxPerUser,
-		},
-	}
-	if m.store == nil {
-		m.ownStore = NewMemoryStore()
-		m.store = m.ownStore
-	}
-	if cfg.observer != nil {
-		m.store = observedStore{Store: m.store, o: cfg.observer}
-	}
-	return m, nil
-}
-
-// Close releases what New started: the default MemoryStore's janitor, if
-// Options.Store was nil. A store passed in is the caller's to close.
-func (m *Manager) Close() error {
-	if m.ownStore != nil {
-		return m.ownStore.Close()
-	}
-	return nil
-}
-
-// Load returns the request's session. The first call in a request decodes
-// the cookie and reads the store; later calls return the same *Session. A
-// missing, invalid or ended session gives a new anonymous one, never an
-// error; an error means the store could not answer. Outside the
-// middleware, Load returns ErrNoSession.
-func (m *Manager) Load(ctx context.Context) (*Session, error) {
-	st, ok := ctx.Value(stateKey).(*requestState)
-	if !ok || st.m != m {
-		return nil, ErrNoSession
-	}
-	return st.load(ctx)
-}
-
-// Sessions returns userID's live sessions, newest first.
-func (m *Manager) Sessions(ctx context.Context, userID string) ([]Info, error) {
-	list, err := m.store.List(ctx, userID)
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(list, func(a, b Info) int {
-		return cmp.Or(b.Created.Compare(a.Created), cmp.Compare(b.ID, a.ID))
-	})
-	return list, nil
-}
-
-// Revoke ends the session of userID whose public ID is id, on every
-// instance at once. ErrNotFound if there is no such live session.
-func (m *Manager) Revoke(ctx context.Context, userID, id string) error {
-	if err := m.store.Revoke(ctx, userID, id); err != nil {
-		return err
-	}
-	m.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "session revoked", slog.String("user", userID), slog.String("id", id))
-	return nil
-}
-
-// RevokeAll ends every session of userID, on every instance at once, and
-// returns how many live ones it deleted. Sessions the store's index lost are
-// ended too (they are not counted).
-func (m *Manager) RevokeAll(ctx context.Context, userID string) (int, error) {
-	n, err := m.store.RevokeAll(ctx, userID, Key{})
-	if err != nil {
-		return 0, err
-	}
-	m.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "sessions revoked", slog.String("user", userID), slog.Int("count", n))
-	return n, nil
-}
-
 // Session is one request's view of its session. Reads come from the copy
-// loaded at Load; Set and Delete are saved, field by field, before the
-// response's first byte. It is safe for concurrent use within the request.
+// loaded at Load. Set, Delete, Login and Renew take effect when the response
+// starts (its first byte, a flush, or the handler's return): the values are
+// saved field by field and the cookie is set then, so a handler that panics
+// or answers 5xx changes nothing in the store. Incr, Logout and
+// LogoutOthers act on the store at once. A Session is safe for concurrent
+// use within its request. The zero Session is not usable: Manager.Load
+// returns them.
 type Session struct {
-	st *requestState
+	env    *sessionEnv
+	client Client
 
 	mu      sync.Mutex
+	phase   phase
 	stored  bool   // a live session exists in the store under key
 	key     Key    // names the stored session
 	tok     token  // the stored session's token, for its cookie
@@ -131,8 +34,24 @@ type Session struct {
 	values  map[string]string
 	set     map[string]string   // pending writes
 	del     map[string]struct{} // pending deletes
+	pending *pendingRotation    // a Login or Renew, carried out at commit
 	cookie  cookieAction
-	discard bool // the response is a 5xx: save nothing
+}
+
+// phase is where the session's request stands in its response.
+type phase int
+
+const (
+	phaseOpen    phase = iota // before the headers: anything may change
+	phaseStarted              // headers sent: only a stored session's values can still be saved
+	phaseClosed               // nothing more is saved: a 5xx, or a save answered by ErrorHandler
+)
+
+// pendingRotation is a Login or Renew waiting for the response to start.
+type pendingRotation struct {
+	userID string
+	id     string // the new public ID (Login)
+	renew  bool
 }
 
 type cookieAction int
@@ -143,8 +62,14 @@ const (
 	cookieClear                     // make the browser drop the cookie
 )
 
-func newSession(st *requestState) *Session {
-	return &Session{st: st, values: map[string]string{}, set: map[string]string{}, del: map[string]struct{}{}}
+func newSession(env *sessionEnv, c Client) *Session {
+	return &Session{env: env, client: c, values: map[string]string{}, set: map[string]string{}, del: map[string]struct{}{}}
+}
+
+// loaded makes s the view of the stored session rec, named k.
+func (s *Session) loaded(k Key, tok token, rec Record) {
+	s.stored, s.key, s.tok, s.rec = true, k, tok, rec
+	s.values = copyValues(rec.Values)
 }
 
 // Get returns the value stored under key.
@@ -155,8 +80,8 @@ func (s *Session) Get(key string) (string, bool) {
 	return v, ok
 }
 
-// Set stores value under key. It is saved before the response's first byte
-// (or when the handler returns, if the session already had a cookie).
+// Set stores value under key. It is saved when the response starts (or
+// when the handler returns, if the session already had a cookie).
 func (s *Session) Set(key, value string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,29 +112,37 @@ func (s *Session) All() map[string]string {
 	return maps.Clone(s.values)
 }
 
-// UserID returns the logged-in user, or "" while anonymous.
+// UserID returns the logged-in user, or "" while anonymous. After Login it
+// is the new user, although the store learns of it when the response starts.
 func (s *Session) UserID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pending != nil {
+		return s.pending.userID
+	}
 	return s.key.UserID
 }
 
 // ID returns the session's public handle, as listed by Manager.Sessions,
-// or "" before the session is stored. It is not the token and cannot be
-// turned into a cookie.
+// or "" before the session is stored. After Login it is the new session's.
+// It is not the token and cannot be turned into a cookie.
 func (s *Session) ID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pending != nil && !s.pending.renew {
+		return s.pending.id
+	}
 	return s.rec.ID
 }
 
 // Incr adds delta to the integer under key (absent counts as 0) atomically
 // in the store, so concurrent requests never lose a count, and returns the
-// result. ErrNotInteger if the value is not an integer.
+// result. ErrNotInteger if the value is not an integer. A session not yet
+// stored is created by it, unless a Login is pending, which then carries
+// the count.
 func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.st.m
 	if !s.stored {
 		n, err := addInt(s.values[key], delta)
 		if err != nil {
@@ -218,6 +151,12 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 		s.values[key] = fmt.Sprint(n)
 		s.set[key] = s.values[key]
 		delete(s.del, key)
+		if s.pending != nil {
+			return n, nil // the login creates the session with it
+		}
+		if s.phase != phaseOpen {
+			return 0, ErrHeadersWritten
+		}
 		if err := s.createLocked(ctx); err != nil {
 			return 0, err
 		}
@@ -229,8 +168,12 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 		if err := s.updateLocked(ctx); err != nil {
 			return 0, err
 		}
+		if !s.stored {
+			return 0, ErrNotFound // it ended during the request
+		}
 	}
-	n, err := m.store.Incr(ctx, s.key, key, delta, m.policy)
+	env := s.env
+	n, err := env.store.Incr(ctx, s.key, key, delta, env.policy)
 	if errors.Is(err, ErrNotFound) {
 		s.ended(ctx, err)
 	}
@@ -243,83 +186,62 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 }
 
 // Login makes the session userID's, with a new token, a new public ID and
-// a new lifetime; its values are kept. The old cookie stops working at once.
-// Call it after the user has authenticated.
+// a new lifetime; its values are kept. It takes effect when the response
+// starts: the store rotates the session then and the response carries the
+// new cookie, and the old cookie stops working. If the store refuses,
+// Options.ErrorHandler answers instead, so a client is never told it is
+// logged in when it is not; if the handler panics or answers 5xx, nothing
+// changes. Call it after the user has authenticated.
 func (s *Session) Login(ctx context.Context, userID string) error {
 	if err := ValidateUserID(userID); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	id, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("session: new ID: %w", err)
 	}
-	c := s.st.client()
-	rec := Record{Info: Info{ID: id.String(), UserAgent: c.UserAgent, IP: c.IP}, Values: s.rec.Values}
-	if err := s.rotateLocked(ctx, userID, rec, false); err != nil {
-		return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase != phaseOpen {
+		return ErrHeadersWritten
 	}
-	s.st.m.event(ctx, slog.LevelInfo, "session logged in", s.tok, userID, nil)
+	s.pending = &pendingRotation{userID: userID, id: id.String()}
 	return nil
 }
 
 // Renew gives the session a new token, keeping its user, values, ID and
-// lifetime. Call it when the session's privileges change. A session that
-// is not stored yet has no token to replace, so Renew does nothing.
+// lifetime. Call it when the session's privileges change. Like Login, it
+// takes effect when the response starts. A session that is not stored yet
+// has no token to replace, so Renew does nothing; after Login it has
+// nothing to add.
 func (s *Session) Renew(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.stored {
-		return nil
-	}
-	rec := s.rec
-	c := s.st.client()
-	rec.UserAgent, rec.IP = c.UserAgent, c.IP
-	if err := s.rotateLocked(ctx, s.key.UserID, rec, true); err != nil {
-		return err
-	}
-	s.st.m.event(ctx, slog.LevelInfo, "session renewed", s.tok, s.key.UserID, nil)
-	return nil
-}
-
-func (s *Session) rotateLocked(ctx context.Context, userID string, rec Record, renew bool) error {
-	if s.st.headersSent.Load() {
+	if s.phase != phaseOpen {
 		return ErrHeadersWritten
 	}
-	m := s.st.m
-	tok, err := newToken()
-	if err != nil {
-		return err
+	if !s.stored || s.pending != nil {
+		return nil
 	}
-	rot := Rotation{To: Key{UserID: userID, Hash: tok.hash()}, Record: rec, Change: s.change(), Renew: renew}
-	if s.stored {
-		rot.From = s.key
-	}
-	out, err := m.store.Rotate(ctx, rot, m.policy)
-	if errors.Is(err, ErrNotFound) && renew {
-		s.ended(ctx, err)
-	}
-	if err != nil {
-		return err
-	}
-	s.became(rot.To, tok, out)
+	s.pending = &pendingRotation{userID: s.key.UserID, renew: true}
 	return nil
 }
 
 // Logout deletes the session on every instance at once and makes the
-// browser drop the cookie. Values set afterwards start a new anonymous session.
+// browser drop the cookie; a pending Login or Renew is dropped. Values set
+// afterwards start a new anonymous session. The deletion stands even if
+// the response then fails.
 func (s *Session) Logout(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st.headersSent.Load() {
+	if s.phase != phaseOpen {
 		return ErrHeadersWritten
 	}
 	if s.stored {
-		if err := s.st.m.store.Delete(ctx, s.key); err != nil {
+		if err := s.env.store.Delete(ctx, s.key); err != nil {
 			return err
 		}
-		s.st.m.event(ctx, slog.LevelInfo, "session logged out", s.tok, s.key.UserID, nil)
+		s.env.events.session(ctx, slog.LevelInfo, "session logged out", s.tok, s.key.UserID, nil)
 	}
 	s.reset()
 	s.cookie = cookieClear
@@ -328,20 +250,146 @@ func (s *Session) Logout(ctx context.Context) error {
 
 // LogoutOthers ends every other session of this session's user, on every
 // instance at once, and returns how many it ended. It keeps this one. An
-// anonymous session has no others: 0, nil.
+// anonymous session has no others: 0, nil. After Login, it ends every
+// session the user had before.
 func (s *Session) LogoutOthers(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.stored || s.key.UserID == "" {
+	userID, keep := s.key.UserID, s.key
+	if !s.stored {
+		keep = Key{}
+	}
+	if p := s.pending; p != nil && !p.renew {
+		userID, keep = p.userID, Key{} // the new session does not exist yet
+	}
+	if userID == "" {
 		return 0, nil
 	}
-	m := s.st.m
-	n, err := m.store.RevokeAll(ctx, s.key.UserID, s.key)
+	env := s.env
+	n, err := env.store.RevokeAll(ctx, userID, keep)
 	if err != nil {
 		return 0, err
 	}
-	m.event(ctx, slog.LevelInfo, "other sessions logged out", s.tok, s.key.UserID, nil, slog.Int("count", n))
+	env.events.session(ctx, slog.LevelInfo, "other sessions logged out", s.tok, userID, nil, slog.Int("count", n))
 	return n, nil
+}
+
+// commit saves what the request changed as its response starts with
+// status, and writes the cookie headers into h. A nil h means no header
+// can be sent (a hijacked connection): what needs a cookie is not done. A
+// 5xx saves nothing; the cookie still follows what already happened in
+// the store (a Logout). After a failed commit nothing more is saved.
+func (s *Session) commit(ctx context.Context, status int, h http.Header) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase != phaseOpen {
+		return nil
+	}
+	if status >= 500 {
+		s.phase = phaseClosed
+		s.pending = nil
+		s.clearPending()
+		return s.writeCookie(h)
+	}
+	s.phase = phaseStarted
+	err := s.saveLocked(ctx, h != nil)
+	if err == nil {
+		err = s.writeCookie(h)
+	}
+	if err != nil {
+		s.phase = phaseClosed
+	}
+	return err
+}
+
+// finish saves, after the handler has returned, the values changed after
+// the response started: they need no new cookie.
+func (s *Session) finish(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase != phaseStarted {
+		return nil
+	}
+	s.phase = phaseClosed
+	return s.saveLocked(ctx, false)
+}
+
+// saveLocked carries out what is pending. Without canSetCookie, only a
+// stored session's values can be saved.
+func (s *Session) saveLocked(ctx context.Context, canSetCookie bool) error {
+	if p := s.pending; p != nil {
+		s.pending = nil
+		if !canSetCookie {
+			s.clearPending()
+			return fmt.Errorf("%w: a Login or Renew needs a cookie, and none can be sent", ErrHeadersWritten)
+		}
+		return s.rotateLocked(ctx, p)
+	}
+	switch {
+	case len(s.set) == 0 && len(s.del) == 0:
+		return nil
+	case s.stored:
+		return s.updateLocked(ctx)
+	case len(s.values) == 0:
+		s.clearPending() // set, then deleted again: nothing to keep
+		return nil
+	case !canSetCookie:
+		s.clearPending()
+		return fmt.Errorf("%w: a new session's values were set after the response started and are not saved", ErrHeadersWritten)
+	}
+	return s.createLocked(ctx)
+}
+
+// writeCookie adds the Set-Cookie the session's state calls for, if any.
+func (s *Session) writeCookie(h http.Header) error {
+	if h == nil || s.cookie == cookieKeep {
+		return nil
+	}
+	codec := s.env.codec
+	c := codec.expired()
+	if s.cookie == cookieSet {
+		v, err := codec.encode(s.key.UserID, s.tok)
+		if err != nil {
+			return err
+		}
+		c = codec.cookie(v, s.rec.Expires, time.Now())
+	}
+	s.cookie = cookieKeep
+	setCookieHeaders(h, c)
+	return nil
+}
+
+// rotateLocked carries out a Login or Renew.
+func (s *Session) rotateLocked(ctx context.Context, p *pendingRotation) error {
+	env := s.env
+	tok, err := newToken()
+	if err != nil {
+		return err
+	}
+	rec := Record{Info: Info{ID: p.id}, Values: s.rec.Values}
+	if p.renew {
+		rec = s.rec
+	}
+	rec.UserAgent, rec.IP = s.client.UserAgent, s.client.IP
+	rot := Rotation{To: Key{UserID: p.userID, Hash: tok.hash()}, Record: rec, Change: s.change(), Renew: p.renew}
+	if s.stored {
+		rot.From = s.key
+	}
+	out, err := env.store.Rotate(ctx, rot, env.policy)
+	if errors.Is(err, ErrNotFound) && p.renew {
+		s.ended(ctx, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.became(rot.To, tok, out)
+	msg := "session logged in"
+	if p.renew {
+		msg = "session renewed"
+	}
+	env.events.session(ctx, slog.LevelInfo, msg, tok, p.userID, nil)
+	return nil
 }
 
 // change returns the pending writes as a Change.
@@ -360,8 +408,7 @@ func (s *Session) clearPending() {
 
 // became records that the session is now stored as rec under k.
 func (s *Session) became(k Key, tok token, rec Record) {
-	s.stored, s.key, s.tok, s.rec = true, k, tok, rec
-	s.values = maps.Clone(rec.Values)
+	s.loaded(k, tok, rec)
 	s.clearPending()
 	s.cookie = cookieSet
 }
@@ -370,6 +417,7 @@ func (s *Session) became(k Key, tok token, rec Record) {
 func (s *Session) reset() {
 	s.stored, s.key, s.tok, s.rec = false, Key{}, token{}, Record{}
 	s.values = map[string]string{}
+	s.pending = nil
 	s.clearPending()
 }
 
@@ -377,18 +425,15 @@ func (s *Session) reset() {
 // expired during the request): it is not brought back; the browser is told
 // to drop the cookie.
 func (s *Session) ended(ctx context.Context, why error) {
-	s.st.m.notify(EventWriteRefused, why)
-	s.st.m.event(ctx, slog.LevelWarn, "session write refused: it ended during the request", s.tok, s.key.UserID, why)
+	s.env.events.notify(EventWriteRefused, why)
+	s.env.events.session(ctx, slog.LevelWarn, "session write refused: it ended during the request", s.tok, s.key.UserID, why)
 	s.reset()
 	s.cookie = cookieClear
 }
 
 // createLocked stores a new anonymous session holding the current values.
 func (s *Session) createLocked(ctx context.Context) error {
-	if s.st.headersSent.Load() {
-		return ErrHeadersWritten
-	}
-	m := s.st.m
+	env := s.env
 	tok, err := newToken()
 	if err != nil {
 		return err
@@ -397,22 +442,21 @@ func (s *Session) createLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("session: new ID: %w", err)
 	}
-	c := s.st.client()
 	k := Key{Hash: tok.hash()}
-	rec, err := m.store.Create(ctx, k, Record{Info: Info{ID: id.String(), UserAgent: c.UserAgent, IP: c.IP}, Values: s.values}, m.policy)
+	rec, err := env.store.Create(ctx, k, Record{Info: Info{ID: id.String(), UserAgent: s.client.UserAgent, IP: s.client.IP}, Values: s.values}, env.policy)
 	if err != nil {
 		return err
 	}
 	s.became(k, tok, rec)
-	m.event(ctx, slog.LevelDebug, "session created", tok, "", nil)
+	env.events.session(ctx, slog.LevelDebug, "session created", tok, "", nil)
 	return nil
 }
 
 // updateLocked saves the pending writes of a stored session.
 func (s *Session) updateLocked(ctx context.Context) error {
 	c := s.change()
-	m := s.st.m
-	err := m.store.Update(ctx, s.key, c, m.policy)
+	env := s.env
+	err := env.store.Update(ctx, s.key, c, env.policy)
 	if errors.Is(err, ErrNotFound) {
 		s.ended(ctx, err)
 		return nil
@@ -423,85 +467,4 @@ func (s *Session) updateLocked(ctx context.Context) error {
 	s.rec.Values = c.apply(s.rec.Values)
 	s.clearPending()
 	return nil
-}
-
-// save writes what the request changed. With h it may also set the cookie
-// (before the headers go out); without, only a stored session's values can
-// be saved, and anything needing a cookie is reported as ErrHeadersWritten.
-func (s *Session) save(ctx context.Context, h http.Header) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h != nil {
-		// Whatever happens here, the headers go out next: from now on
-		// nothing may need a new cookie.
-		defer s.st.headersSent.Store(true)
-	}
-	if s.discard {
-		return nil
-	}
-	switch {
-	case len(s.set) == 0 && len(s.del) == 0:
-	case s.stored:
-		if err := s.updateLocked(ctx); err != nil {
-			return err
-		}
-	case len(s.values) == 0:
-		s.clearPending() // set, then deleted again: nothing to keep
-	case h == nil:
-		s.clearPending()
-		return fmt.Errorf("%w: a new session's values were set after the response started and are not saved", ErrHeadersWritten)
-	default:
-		if err := s.createLocked(ctx); err != nil {
-			return err
-		}
-	}
-	if h == nil {
-		return nil
-	}
-	return s.writeCookie(h)
-}
-
-func (s *Session) writeCookie(h http.Header) error {
-	m := s.st.m
-	var c *http.Cookie
-	switch s.cookie {
-	case cookieKeep:
-		return nil
-	case cookieSet:
-		v, err := m.codec.encode(s.key.UserID, s.tok)
-		if err != nil {
-			return err
-		}
-		c = m.codec.cookie(v, s.rec.Expires, time.Now())
-	case cookieClear:
-		c = m.codec.expired()
-	}
-	s.cookie = cookieKeep
-	h.Add("Set-Cookie", c.String())
-	h.Set("Cache-Control", "no-store")
-	h.Add("Vary", "Cookie")
-	return nil
-}
-
-// securityEvent logs a cookie that did not open. The value may be a real
-// cookie with a flipped bit, so it appears only as a keyed hash.
-func (m *Manager) securityEvent(ctx context.Context, kind EventKind, msg, cookieValue string, err error) {
-	m.notify(kind, err)
-	m.cfg.logger.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("cookie_hash", m.codec.logHash([]byte(cookieValue))), slog.String("reason", err.Error()))
-}
-
-// event logs a lifecycle or security event. The token appears only as a
-// keyed hash.
-func (m *Manager) event(ctx context.Context, level slog.Level, msg string, tok token, userID string, err error, attrs ...slog.Attr) {
-	if !m.cfg.logger.Enabled(ctx, level) {
-		return
-	}
-	attrs = append(attrs, slog.String("token_hash", m.codec.logHash(tok[:])))
-	if userID != "" {
-		attrs = append(attrs, slog.String("user", userID))
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("reason", err.Error()))
-	}
-	m.cfg.logger.LogAttrs(ctx, level, msg, attrs...)
 }

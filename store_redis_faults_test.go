@@ -61,7 +61,12 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 	// script's first write; the load script slides the TTL (PEXPIRE, which
 	// is not deny-oom) first, so its touch goes through and reads go on.
 	// Update and create write with HSET or SET first and are refused whole.
-	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{TouchInterval: time.Millisecond})
+	// The ErrorHandler shows the store's error, so the test can tell Redis's
+	// OOM refusal from any other failure.
+	showError := func(w http.ResponseWriter, r *http.Request, err error) {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	}
+	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{TouchInterval: time.Millisecond, ErrorHandler: showError})
 	alice := a.client(t)
 	alice.get("/login?u=alice")
 	alice.body("/set?k=cart&v=apples")
@@ -100,7 +105,7 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 			t.Error("a login under OOM answered 200 but left bob without a session")
 		}
 	} else if !strings.Contains(string(body), "OOM") {
-		t.Errorf("a login under OOM failed with %d %q; want Redis's OOM error to reach the handler", res.StatusCode, body)
+		t.Errorf("a login under OOM failed with %d %q; want Redis's OOM error to reach the ErrorHandler", res.StatusCode, body)
 	}
 	assertEveryKeyHasTTL(t, admin)
 }
