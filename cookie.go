@@ -155,12 +155,23 @@ func (cc *cookieCodec) expired() *http.Cookie {
 	return c
 }
 
-// setCookieHeaders adds c to h with the headers every response that sets
-// the session cookie needs: no shared cache may keep it or serve it to
-// another client.
+// setCookieHeaders adds c to h with the header every response that sets
+// the session cookie needs: no cache may keep it.
 func setCookieHeaders(h http.Header, c *http.Cookie) {
 	h.Add("Set-Cookie", c.String())
 	h.Set("Cache-Control", "no-store")
+}
+
+// varyCookie tells caches that a response read a session, so it may differ
+// from one cookie to the next and must not be served to another client.
+func varyCookie(h http.Header) {
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
+				return
+			}
+		}
+	}
 	h.Add("Vary", "Cookie")
 }
 

@@ -1,6 +1,9 @@
 package session
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors callers can match with errors.Is.
 var (
@@ -8,12 +11,20 @@ var (
 	ErrNoSession = errors.New("session: no session in context (is the handler wrapped by Manager.Middleware?)")
 	// ErrNotFound: the session does not exist, has expired, or was revoked.
 	ErrNotFound = errors.New("session: not found")
+	// ErrInconsistent: the store holds something under a cookie's token that
+	// is not that user's valid session (another user's, or a corrupt
+	// record). It wraps ErrNotFound, so the session is anonymous, but unlike
+	// an ordinary ending it is logged as a security event. Stores wrap it.
+	ErrInconsistent = fmt.Errorf("%w: the stored session does not match its cookie", ErrNotFound)
 	// ErrInvalidUserID: a user ID is empty or longer than MaxUserIDLength.
 	ErrInvalidUserID = errors.New("session: invalid user ID")
 	// ErrInvalidOptions: New or a store's constructor was given options it cannot honour.
 	ErrInvalidOptions = errors.New("session: invalid options")
 	// ErrNotInteger: Incr met a value that is not a 64-bit integer, or would overflow.
 	ErrNotInteger = errors.New("session: value is not an integer or would overflow")
+	// ErrWrongType: a typed getter (GetInt, GetBool, GetTime, GetJSON) met
+	// a value that is not of its type.
+	ErrWrongType = errors.New("session: value has the wrong type")
 	// ErrHeadersWritten: a change needed a new cookie after the response
 	// headers had gone out, so it could not be saved.
 	ErrHeadersWritten = errors.New("session: response headers already written")

@@ -126,7 +126,7 @@ func ExampleSession_Login() {
 				err = f(r.Context(), s)
 			}
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
+				http.Error(w, "try again", http.StatusInternalServerError)
 				return
 			}
 			theme, _ := s.Get("theme")
@@ -210,4 +210,91 @@ func ExampleSession_LogoutOthers() {
 	// bob's devices: 3
 	// signed out 2 other devices
 	// phone: "" laptop: "bob" tablet: ""
+}
+
+// Typed values: a struct under one key is stored as JSON and replaced
+// whole; a counter is kept with Incr, which is atomic in the store, so two
+// requests adding at once both count.
+func ExampleSession_SetJSON() {
+	type cart struct {
+		Items map[string]int `json:"items"`
+	}
+	m, err := session.New(session.Options{Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Load(r.Context())
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		var c cart
+		if _, err := s.GetJSON("cart", &c); err != nil {
+			c = cart{} // a value of another shape: start over
+		}
+		if item := r.URL.Query().Get("add"); item != "" {
+			if c.Items == nil {
+				c.Items = map[string]int{}
+			}
+			c.Items[item]++
+			if err := s.SetJSON("cart", c); err != nil {
+				http.Error(w, "try again", http.StatusInternalServerError)
+				return
+			}
+		}
+		visits, err := s.Incr(r.Context(), "visits", 1)
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		s.SetBool("returning", visits > 1)
+		fmt.Fprintf(w, "visit %d, cart %v", visits, c.Items)
+	}))
+	b := &browser{h: h}
+	fmt.Println(b.get("/?add=apple"))
+	fmt.Println(b.get("/?add=apple"))
+	fmt.Println(b.get("/?add=pear"))
+	// Output:
+	// visit 1, cart map[apple:1]
+	// visit 2, cart map[apple:2]
+	// visit 3, cart map[apple:2 pear:1]
+}
+
+// Flash messages: Pop reads a value once and deletes it, saved like Delete.
+func ExampleSession_Pop() {
+	m, err := session.New(session.Options{Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/save", func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Load(r.Context())
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		s.Set("flash", "Settings saved")
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Load(r.Context())
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		if msg, ok := s.Pop("flash"); ok {
+			fmt.Fprintf(w, "[%s] ", msg)
+		}
+		fmt.Fprint(w, "home")
+	})
+	b := &browser{h: m.Middleware(mux)}
+	b.get("/save")
+	fmt.Println(b.get("/"))
+	fmt.Println(b.get("/"))
+	// Output:
+	// [Settings saved] home
+	// home
 }

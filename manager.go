@@ -166,10 +166,16 @@ func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session
 	k := Key{UserID: userID, Hash: tok.hash()}
 	rec, err := env.store.Load(ctx, k, s.client, env.policy)
 	if errors.Is(err, ErrNotFound) {
-		// Signed by us, but not live: expired, revoked, or never issued. Its
-		// token is not adopted; a new session gets a fresh one.
-		env.events.notify(EventTokenUnknown, err)
-		env.events.session(ctx, slog.LevelWarn, "session token unknown or ended", tok, userID, err)
+		// Signed by us, but not live. Its token is not adopted; a new
+		// session gets a fresh one. Ending is ordinary (the user came back
+		// after the idle timeout); a record that does not match is not.
+		if errors.Is(err, ErrInconsistent) {
+			env.events.notify(EventTokenUnknown, err)
+			env.events.session(ctx, slog.LevelWarn, "session token does not match its stored session", tok, userID, err)
+		} else {
+			env.events.notify(EventSessionEnded, err)
+			env.events.session(ctx, slog.LevelInfo, "session ended", tok, userID, err)
+		}
 		s.cookie = cookieClear
 		return s, nil
 	}

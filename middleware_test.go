@@ -622,7 +622,7 @@ func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
 			t.Errorf("a cookie value appears in the log")
 		}
 	}
-	for _, want := range []string{"session created", "session logged in", "session renewed", "session logged out", "session token unknown or ended", "token_hash"} {
+	for _, want := range []string{"session created", "session logged in", "session renewed", "session logged out", "session ended", "token_hash"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log lacks %q", want)
 		}

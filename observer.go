@@ -52,11 +52,18 @@ const (
 	EventPrimaryUp   EventKind = "primary_up"   // the outage was replayed and the breaker closed
 )
 
+// Lifecycle events: Err says why.
+const (
+	// EventSessionEnded: a valid cookie whose session ended (idle or
+	// absolute expiry, logout, revocation). Ordinary: users come back late.
+	EventSessionEnded EventKind = "session_ended"
+)
+
 // Security events: Err says why.
 const (
 	EventCookieRejected  EventKind = "cookie_rejected"  // forged, tampered, expired or malformed
 	EventCookieAmbiguous EventKind = "cookie_ambiguous" // more than one session cookie
-	EventTokenUnknown    EventKind = "token_unknown"    // a valid cookie for no live session
+	EventTokenUnknown    EventKind = "token_unknown"    // a valid cookie whose stored session does not match it (ErrInconsistent)
 	EventWriteRefused    EventKind = "write_refused"    // a write to a session that ended mid-request
 )
 

@@ -37,7 +37,7 @@ func TestTheObserverHearsEveryStoreCallAndSecurityEvent(t *testing.T) {
 	c.get("/logout") // load, delete
 	replay := a.client(t)
 	replay.cookie = old
-	replay.get("/get") // load (not found), token_unknown
+	replay.get("/get") // load (not found), session_ended
 	forged := a.client(t)
 	forged.cookie = "forged"
 	forged.get("/get") // cookie_rejected
@@ -48,7 +48,7 @@ func TestTheObserverHearsEveryStoreCallAndSecurityEvent(t *testing.T) {
 	want := map[session.EventKind]int{
 		session.EventCreate: 1, session.EventLoad: 7, session.EventUpdate: 1, session.EventIncr: 1,
 		session.EventRotate: 2, session.EventRevoke: 1, session.EventList: 1, session.EventDelete: 1,
-		session.EventTokenUnknown: 1, session.EventCookieRejected: 1, session.EventCookieAmbiguous: 1,
+		session.EventSessionEnded: 1, session.EventCookieRejected: 1, session.EventCookieAmbiguous: 1,
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -61,7 +61,7 @@ func TestTheObserverHearsEveryStoreCallAndSecurityEvent(t *testing.T) {
 		}
 		t.Errorf("all events: %v", seen)
 	}
-	if notFound != 2 { // the replayed load, and its token_unknown event
+	if notFound != 2 { // the replayed load, and its session_ended event
 		t.Errorf("%d events carry ErrNotFound, want 2", notFound)
 	}
 }

@@ -285,6 +285,9 @@ func (s *Session) commit(ctx context.Context, status int, h http.Header) error {
 	if s.phase != phaseOpen {
 		return nil
 	}
+	if h != nil {
+		varyCookie(h)
+	}
 	if status >= 500 {
 		s.phase = phaseClosed
 		s.pending = nil

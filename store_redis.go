@@ -213,8 +213,8 @@ var errSessionExists = errors.New("session: create: a session with this token al
 var (
 	errExpired      = fmt.Errorf("%w: expired", ErrNotFound)
 	errRevoked      = fmt.Errorf("%w: revoked", ErrNotFound)
-	errUserMismatch = fmt.Errorf("%w: stored user differs from the cookie's", ErrNotFound)
-	errCorrupt      = fmt.Errorf("%w: stored session is corrupt", ErrNotFound)
+	errUserMismatch = fmt.Errorf("%w: stored user differs from the cookie's", ErrInconsistent)
+	errCorrupt      = fmt.Errorf("%w: stored session is corrupt", ErrInconsistent)
 )
 
 func codeErr(code int64) error {

@@ -131,6 +131,41 @@ func TestACorruptHashIsNoSession(t *testing.T) {
 			if res.StatusCode != 200 || res.Header.Get("X-User") != "" {
 				t.Errorf("status %d, user %q: want 200 and anonymous", res.StatusCode, res.Header.Get("X-User"))
 			}
+			// A stale generation is an ordinary revocation; anything else
+			// does not match its cookie and is a security event.
+			wantLevel, wantMsg := `"level":"WARN"`, "does not match its stored session"
+			if field == "@g" {
+				wantLevel, wantMsg = `"level":"INFO"`, `"msg":"session ended"`
+			}
+			var found bool
+			for _, line := range strings.Split(a.log.String(), "\n") {
+				found = found || (strings.Contains(line, wantLevel) && strings.Contains(line, wantMsg))
+			}
+			if !found {
+				t.Errorf("no %s line with %q in the log:\n%s", wantLevel, wantMsg, a.log.String())
+			}
+		})
+	}
+}
+
+func TestAnEndedSessionIsLoggedAtInfoNotWarn(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			a := newTestApp(t, newStore(t), session.Options{})
+			c := a.client(t)
+			c.get("/login?u=ann")
+			old := c.cookie
+			c.get("/logout")
+			replay := a.client(t)
+			replay.cookie = old
+			replay.get("/get")
+			log := a.log.String()
+			if !strings.Contains(log, `"level":"INFO","msg":"session ended"`) {
+				t.Errorf("no Info line for the ended session:\n%s", log)
+			}
+			if strings.Contains(log, `"level":"WARN"`) {
+				t.Errorf("an ordinary ending was logged at Warn:\n%s", log)
+			}
 		})
 	}
 }
