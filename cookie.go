@@ -163,16 +163,21 @@ func setCookieHeaders(h http.Header, c *http.Cookie) {
 }
 
 // varyCookie tells caches that a response read a session, so it may differ
-// from one cookie to the next and must not be served to another client.
-func varyCookie(h http.Header) {
+// from one cookie (or, with bearer tokens, one Authorization header) to
+// the next and must not be served to another client.
+func varyCookie(h http.Header, bearer bool) {
+	header := "Cookie"
+	if bearer {
+		header = "Authorization"
+	}
 	for _, v := range h.Values("Vary") {
 		for _, f := range strings.Split(v, ",") {
-			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, header) {
 				return
 			}
 		}
 	}
-	h.Add("Vary", "Cookie")
+	h.Add("Vary", header)
 }
 
 func (cc *cookieCodec) base(value string) *http.Cookie {

@@ -298,3 +298,43 @@ func ExampleSession_Pop() {
 	// [Settings saved] home
 	// home
 }
+
+// An API for clients without cookies: with Options.Bearer the token comes in
+// the Authorization header, and a new one goes back in Session-Token.
+func Example_bearer() {
+	api, err := session.New(session.Options{Secrets: [][]byte{[]byte("a 32-byte or longer random secret!")}, Bearer: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer api.Close()
+	h := api.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := api.Load(r.Context())
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		if r.URL.Path == "/login" {
+			if err := s.Login(r.Context(), "cli-user"); err != nil {
+				http.Error(w, "login failed", http.StatusBadRequest)
+				return
+			}
+		}
+		fmt.Fprintf(w, "user=%q", s.UserID())
+	}))
+	call := func(path, token string) (body, newToken string) {
+		req := httptest.NewRequest(http.MethodPost, path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Body.String(), rec.Header().Get(session.TokenHeader)
+	}
+	body, token := call("/login", "")
+	fmt.Println(body, "token issued:", token != "")
+	body, _ = call("/me", token)
+	fmt.Println(body)
+	// Output:
+	// user="cli-user" token issued: true
+	// user="cli-user"
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 )
 
 // Manager loads and saves sessions for the requests its Middleware wraps.
@@ -27,6 +28,7 @@ type sessionEnv struct {
 	policy Policy
 	codec  *cookieCodec
 	events *eventLog
+	bearer bool // the token travels in headers, not in a cookie
 }
 
 // New validates opts and returns a Manager. Every configuration error is
@@ -64,6 +66,7 @@ func New(opts Options) (*Manager, error) {
 		},
 		codec:  codec,
 		events: &eventLog{logger: cfg.logger, observer: cfg.observer, hash: codec.logHash},
+		bearer: cfg.bearer,
 	}
 	return m, nil
 }
@@ -145,21 +148,21 @@ func (m *Manager) client(r *http.Request) Client {
 func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session, error) {
 	env := m.env
 	s := newSession(env, m.client(r))
-	cookies := r.CookiesNamed(env.codec.name)
-	switch len(cookies) {
+	values := presentedTokens(r, env)
+	switch len(values) {
 	case 0:
 		return s, nil
 	case 1:
 	default:
-		// Two cookies of one name: one may be planted (cookie tossing).
-		// Trusting either would let an attacker choose.
-		env.events.cookieRejected(ctx, EventCookieAmbiguous, "session cookie ambiguous", cookies[0].Value, errors.New("more than one cookie with the session's name"))
+		// Two tokens: one may be planted (cookie tossing). Trusting either
+		// would let an attacker choose.
+		env.events.cookieRejected(ctx, EventCookieAmbiguous, "session cookie ambiguous", values[0], errors.New("more than one session token in the request"))
 		s.cookie = cookieClear
 		return s, nil
 	}
-	userID, tok, stale, err := env.codec.decode(cookies[0].Value)
+	userID, tok, stale, err := env.codec.decode(values[0])
 	if err != nil {
-		env.events.cookieRejected(ctx, EventCookieRejected, "session cookie rejected", cookies[0].Value, err)
+		env.events.cookieRejected(ctx, EventCookieRejected, "session cookie rejected", values[0], err)
 		s.cookie = cookieClear
 		return s, nil
 	}
@@ -187,4 +190,26 @@ func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session
 		s.cookie = cookieSet // re-issue under the newest secret
 	}
 	return s, nil
+}
+
+// presentedTokens returns the token values r presents: its cookies of the
+// session's name, or with Options.Bearer its Authorization headers of the
+// Bearer scheme (other schemes are someone else's).
+func presentedTokens(r *http.Request, env *sessionEnv) []string {
+	if !env.bearer {
+		cookies := r.CookiesNamed(env.codec.name)
+		values := make([]string, len(cookies))
+		for i, c := range cookies {
+			values[i] = c.Value
+		}
+		return values
+	}
+	var values []string
+	for _, v := range r.Header.Values("Authorization") {
+		scheme, token, _ := strings.Cut(v, " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			values = append(values, strings.TrimSpace(token))
+		}
+	}
+	return values
 }

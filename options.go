@@ -61,7 +61,21 @@ type Options struct {
 	// Observer, if set, hears of every store operation (with its latency)
 	// and every security event, for metrics. Default: none, at no cost.
 	Observer Observer
+	// Bearer carries the token in headers instead of a cookie, for clients
+	// that keep no cookies (mobile apps, CLIs, API clients). A request
+	// presents it as "Authorization: Bearer <token>"; a response that
+	// issues a token (a new session, Login, Renew) sends it in the
+	// Session-Token header, and one that ends the session sends that header
+	// empty. The token is the same signed, encrypted value a cookie would
+	// carry, with the same rotation, revocation and logging; it is never
+	// read from a URL. Use a Manager of its own for the API's routes.
+	// Default false: a cookie.
+	Bearer bool
 }
+
+// TokenHeader is the response header that carries a new token when
+// Options.Bearer is set.
+const TokenHeader = "Session-Token"
 
 // CookieOptions sets the session cookie's attributes. HttpOnly is always on.
 type CookieOptions struct {
@@ -91,6 +105,7 @@ type config struct {
 	logger                *slog.Logger
 	clientIP              func(*http.Request) string
 	observer              Observer
+	bearer                bool
 }
 
 func (o *Options) validate() (config, error) {
@@ -104,6 +119,7 @@ func (o *Options) validate() (config, error) {
 		logger:       o.Logger,
 		clientIP:     o.ClientIP,
 		observer:     o.Observer,
+		bearer:       o.Bearer,
 	}
 	if len(o.Secrets) == 0 {
 		return c, fmt.Errorf("%w: Secrets is empty", ErrInvalidOptions)

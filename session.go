@@ -286,7 +286,7 @@ func (s *Session) commit(ctx context.Context, status int, h http.Header) error {
 		return nil
 	}
 	if h != nil {
-		varyCookie(h)
+		varyCookie(h, s.env.bearer)
 	}
 	if status >= 500 {
 		s.phase = phaseClosed
@@ -349,15 +349,23 @@ func (s *Session) writeCookie(h http.Header) error {
 		return nil
 	}
 	codec := s.env.codec
-	c := codec.expired()
+	v := ""
 	if s.cookie == cookieSet {
-		v, err := codec.encode(s.key.UserID, s.tok)
-		if err != nil {
+		var err error
+		if v, err = codec.encode(s.key.UserID, s.tok); err != nil {
 			return err
 		}
-		c = codec.cookie(v, s.rec.Expires, time.Now())
 	}
 	s.cookie = cookieKeep
+	if s.env.bearer {
+		h.Set(TokenHeader, v)
+		h.Set("Cache-Control", "no-store")
+		return nil
+	}
+	c := codec.expired()
+	if v != "" {
+		c = codec.cookie(v, s.rec.Expires, time.Now())
+	}
 	setCookieHeaders(h, c)
 	return nil
 }
