@@ -119,9 +119,8 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session,
 	case cookieDropped(r):
 		p.Warning = "Your browser did not send back the session cookie the home page set, so nothing will stick. Safari does not keep Secure cookies on http://localhost (Chrome, Edge and Firefox do): restart the demo with -insecure, or use another browser."
 	}
-	if flash, ok := s.Get("flash"); ok {
+	if flash, ok := s.Pop("flash"); ok { // read once
 		p.Flash = flash
-		s.Delete("flash")
 	}
 	var buf strings.Builder
 	if err := a.pages[name].Execute(&buf, p); err != nil {
