@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -381,6 +382,20 @@ func TestIncrIsAtomicAcrossRequests(t *testing.T) {
 				t.Errorf("Incr of text: status %d, want the handler's 409 for ErrNotInteger", res.StatusCode)
 			}
 		})
+	}
+}
+
+func TestIncrOnANewSessionReadsIntegersAsTheStoresDo(t *testing.T) {
+	t.Parallel()
+	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
+	a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
+		s.Set("n", r.URL.Query().Get("v")) // before the session is stored
+	}
+	for v, want := range map[string]int{"7": http.StatusOK, "-7": http.StatusOK, "0": http.StatusOK,
+		"": http.StatusConflict, "05": http.StatusConflict, "+5": http.StatusConflict, "-0": http.StatusConflict, " 5": http.StatusConflict} {
+		if res := a.client(t).get("/incr?k=n&v=" + url.QueryEscape(v)); res.StatusCode != want {
+			t.Errorf("Incr of %q on a new session: status %d, want %d", v, res.StatusCode, want)
+		}
 	}
 }
 

@@ -37,9 +37,14 @@ type Store interface {
 	// slides its idle expiry, atomically. ErrNotFound if it no longer exists.
 	Update(ctx context.Context, k Key, c Change, p Policy) error
 
-	// Incr adds delta to the integer value named name (absent counts as 0),
-	// atomically, and returns the result. ErrNotInteger if the value is not
-	// a 64-bit integer or the sum overflows.
+	// Incr adds delta to the integer value named name, atomically, and
+	// returns the result, stored in decimal. An absent value counts as 0.
+	// A present value is an integer only as Redis's HINCRBY reads one:
+	// "0", or an optional '-' then a digit 1-9 and more digits, within the
+	// int64 range. So "", "+5", "05", "-0" and " 5" are not integers, even
+	// where strconv.ParseInt would take them. ErrNotInteger if the value is
+	// not an integer or the sum leaves the int64 range; the value is then
+	// left as it was.
 	Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error)
 
 	// Rotate moves a session to a new token (and for Login to a new user):

@@ -446,8 +446,10 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 		return 0, codeErr(code)
 	}
 	if list, ok := res.([]any); ok && len(list) == 1 {
-		if n, ok := list[0].(int64); ok {
-			return n, nil
+		if v, ok := list[0].(string); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n, nil
+			}
 		}
 	}
 	return 0, fmt.Errorf("session: redis incr: unexpected reply %v", res)
