@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // The tests in this file start real Redis Clusters (six redis-servers) and
@@ -27,7 +28,7 @@ var prefixes atomic.Int64
 func freshPrefix() string { return fmt.Sprintf("t%d:", prefixes.Add(1)) }
 
 func TestRedisCluster(t *testing.T) {
-	cluster := sessiontest.StartRedisCluster(t)
+	cluster := redistest.StartCluster(t)
 	cc := cluster.Client(t, nil)
 
 	t.Run("passes the store conformance suite", func(t *testing.T) {
@@ -193,7 +194,7 @@ func TestRedisCluster(t *testing.T) {
 }
 
 func TestRedisSentinel(t *testing.T) {
-	sentinel := sessiontest.StartRedisSentinel(t)
+	sentinel := redistest.StartSentinel(t)
 	fc := sentinel.Client(t, nil)
 
 	t.Run("passes the store conformance suite", func(t *testing.T) {
@@ -227,7 +228,7 @@ func TestRedisSentinel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var replica *sessiontest.RedisServer
+		var replica *redistest.Server
 		for _, d := range sentinel.Data {
 			if d != primary {
 				replica = d
@@ -434,7 +435,7 @@ func TestRedisPrefixWithABraceIsRefused(t *testing.T) {
 const waitTimeout = 300 * time.Millisecond
 
 func TestRedisClusterWaitReplicas(t *testing.T) {
-	cluster := sessiontest.StartRedisCluster(t)
+	cluster := redistest.StartCluster(t)
 	cc := cluster.Client(t, nil)
 	replicas, err := cluster.Replicas()
 	if err != nil {
@@ -444,12 +445,12 @@ func TestRedisClusterWaitReplicas(t *testing.T) {
 }
 
 func TestRedisSentinelWaitReplicas(t *testing.T) {
-	sentinel := sessiontest.StartRedisSentinel(t)
+	sentinel := redistest.StartSentinel(t)
 	primary, err := sentinel.Primary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var replicas []*sessiontest.RedisServer
+	var replicas []*redistest.Server
 	for _, d := range sentinel.Data {
 		if d != primary {
 			replicas = append(replicas, d)
@@ -463,7 +464,7 @@ func TestRedisSentinelWaitReplicas(t *testing.T) {
 // and without failing) while they are paused. That it waits at all shows
 // the WAIT went on the write's own connection: WAIT on another would have
 // nothing to wait for.
-func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*sessiontest.RedisServer) {
+func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*redistest.Server) {
 	t.Helper()
 	durable := newRedisStore(t, c, session.RedisOptions{Prefix: freshPrefix(), WaitReplicas: 1, WaitTimeout: waitTimeout})
 	plain := newRedisStore(t, c, session.RedisOptions{Prefix: freshPrefix()})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // sessionClient is the go-redis configuration README recommends for
@@ -177,7 +178,7 @@ func readBody(res *http.Response) string {
 // on a FallbackStore through the proxy, and a second app talking to the
 // server directly.
 type faultSetup struct {
-	srv   *sessiontest.RedisServer
+	srv   *redistest.Server
 	proxy *faultProxy
 	fb    *session.FallbackStore
 	a, b  *testApp
@@ -185,7 +186,7 @@ type faultSetup struct {
 
 func newFaultSetup(t *testing.T, opts session.FallbackOptions) *faultSetup {
 	t.Helper()
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, proxy.Addr()), session.RedisOptions{}), opts)
 	return &faultSetup{
@@ -272,7 +273,7 @@ func TestABlackholedOrSlowRedisCostsARequestAtMostTheDeadline(t *testing.T) {
 }
 
 func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
 		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond})
@@ -310,7 +311,7 @@ func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
 }
 
 func TestRedisKilledUnderLoadAndRestarted(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
 	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
@@ -419,7 +420,7 @@ func TestALogoutDuringAnOutageIsDeadEverywhereAfterRecovery(t *testing.T) {
 }
 
 func TestClientPauseWriteKeepsReadsGoingAndWritesWithinTheDeadline(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
 	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // hashTag is the part of a key Redis Cluster hashes: from the first '{' to
@@ -159,7 +160,7 @@ func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
 }
 
 func TestTwoInstancesSeeEachOthersRevocations(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	rc := srv.Client(t)
 	one := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})
 	two := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})

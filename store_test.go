@@ -11,6 +11,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
@@ -37,7 +38,7 @@ func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
 }
 
 func TestRedisStoreConformanceOnRealRedis(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	c := srv.Client(t)
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {

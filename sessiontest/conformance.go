@@ -1,6 +1,6 @@
 // Package sessiontest checks that a session.Store keeps the contract written
-// in the Store interface's doc comments, and offers helpers for tests that
-// need a real Redis.
+// in the Store interface's doc comments. Package redistest, below it, starts
+// real Redis servers for tests that need one.
 //
 //	func TestMyStore(t *testing.T) {
 //		sessiontest.RunStoreTests(t, sessiontest.Harness{
