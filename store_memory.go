@@ -19,6 +19,7 @@ const DefaultMemoryMaxSessions = 100_000
 // use. It holds at most a fixed number of sessions; when full, creating one
 // drops the least recently used, so a flood of new sessions cannot exhaust
 // memory. A janitor goroutine reclaims expired sessions; Close stops it.
+// The zero value is not usable: use NewMemoryStore.
 type MemoryStore struct {
 	mu       sync.Mutex
 	sessions map[Key]*memEntry

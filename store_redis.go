@@ -62,6 +62,7 @@ const DefaultWaitTimeout = 100 * time.Millisecond
 // On a cluster client, a failure that is not a Redis reply (a refused
 // connection to a primary that just died, a timeout) makes the client
 // reload its slot map at once rather than after ClusterStateReloadInterval.
+// The zero value is not usable: use NewRedisStore.
 type RedisStore struct {
 	c            redis.UniversalClient
 	cluster      *redis.ClusterClient // c, when it is one
