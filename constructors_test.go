@@ -27,6 +27,10 @@ func TestStoreConstructorsRefuseBadOptions(t *testing.T) {
 			_, err := session.NewRedisStore(rdb, session.RedisOptions{Prefix: "x}"})
 			return err
 		}},
+		{"a Redis prefix holding a hash tag", func() error {
+			_, err := session.NewRedisStore(rdb, session.RedisOptions{Prefix: "{app}:"})
+			return err
+		}},
 		{"a negative WaitReplicas", func() error {
 			_, err := session.NewRedisStore(rdb, session.RedisOptions{WaitReplicas: -1})
 			return err

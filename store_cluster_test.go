@@ -409,26 +409,6 @@ func resetCommandStats(ctx context.Context, cc *redis.ClusterClient) error {
 	})
 }
 
-func TestRedisPrefixWithABraceIsRefused(t *testing.T) {
-	fake := newFakeRedis(t)
-	for _, prefix := range []string{"x{}", "{app}:", "a}", "{"} {
-		store := newRedisStore(t, fake.client, session.RedisOptions{Prefix: prefix})
-		k := sessiontest.NewKey("u")
-		if _, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, testPolicy); !errors.Is(err, session.ErrInvalidOptions) {
-			t.Errorf("Create with prefix %q: err = %v, want ErrInvalidOptions", prefix, err)
-		}
-		if err := store.Delete(t.Context(), k); !errors.Is(err, session.ErrInvalidOptions) {
-			t.Errorf("Delete with prefix %q: err = %v, want ErrInvalidOptions (a logout must not silently do nothing)", prefix, err)
-		}
-		if _, err := store.RevokeAll(t.Context(), "u", session.Key{}); !errors.Is(err, session.ErrInvalidOptions) {
-			t.Errorf("RevokeAll with prefix %q: err = %v, want ErrInvalidOptions", prefix, err)
-		}
-	}
-	if keys := fake.m.Keys(); len(keys) != 0 {
-		t.Errorf("a refused store wrote %v", keys)
-	}
-}
-
 // waitTimeout is the WAIT bound in the WaitReplicas tests: long enough to
 // tell from a round trip, short enough not to trip the cluster's failure
 // detection while the replicas are paused.
