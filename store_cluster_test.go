@@ -28,6 +28,7 @@ var prefixes atomic.Int64
 func freshPrefix() string { return fmt.Sprintf("t%d:", prefixes.Add(1)) }
 
 func TestRedisCluster(t *testing.T) {
+	skipIfShort(t, "starts a six-node Redis Cluster")
 	cluster := redistest.StartCluster(t)
 	cc := cluster.Client(t, nil)
 
@@ -194,6 +195,7 @@ func TestRedisCluster(t *testing.T) {
 }
 
 func TestRedisSentinel(t *testing.T) {
+	skipIfShort(t, "starts a primary, a replica and three sentinels")
 	sentinel := redistest.StartSentinel(t)
 	fc := sentinel.Client(t, nil)
 
@@ -415,6 +417,7 @@ func resetCommandStats(ctx context.Context, cc *redis.ClusterClient) error {
 const waitTimeout = 300 * time.Millisecond
 
 func TestRedisClusterWaitReplicas(t *testing.T) {
+	skipIfShort(t, "starts a six-node Redis Cluster")
 	cluster := redistest.StartCluster(t)
 	cc := cluster.Client(t, nil)
 	replicas, err := cluster.Replicas()
@@ -425,6 +428,7 @@ func TestRedisClusterWaitReplicas(t *testing.T) {
 }
 
 func TestRedisSentinelWaitReplicas(t *testing.T) {
+	skipIfShort(t, "starts a primary, a replica and three sentinels")
 	sentinel := redistest.StartSentinel(t)
 	primary, err := sentinel.Primary()
 	if err != nil {

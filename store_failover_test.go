@@ -34,6 +34,7 @@ var failoverModes = []struct {
 }
 
 func TestRedisClusterFailover(t *testing.T) {
+	skipIfShort(t, "kills a Redis Cluster primary and waits for the failover")
 	for _, mode := range failoverModes {
 		t.Run(mode.name, func(t *testing.T) {
 			cluster := redistest.StartCluster(t)
@@ -63,6 +64,7 @@ func TestRedisClusterFailover(t *testing.T) {
 }
 
 func TestRedisSentinelFailover(t *testing.T) {
+	skipIfShort(t, "kills the Sentinel primary and waits for the failover")
 	for _, mode := range failoverModes {
 		t.Run(mode.name, func(t *testing.T) {
 			sentinel := redistest.StartSentinel(t)

@@ -227,6 +227,7 @@ func TestAnIncrWhoseReplyIsLostCountsOnce(t *testing.T) {
 }
 
 func TestABlackholedOrSlowRedisCostsARequestAtMostTheDeadline(t *testing.T) {
+	skipIfShort(t, "blackholes and slows a real Redis through the fault proxy")
 	const deadline = 100 * time.Millisecond
 	for _, tc := range []struct {
 		name string
@@ -273,6 +274,7 @@ func TestABlackholedOrSlowRedisCostsARequestAtMostTheDeadline(t *testing.T) {
 }
 
 func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
+	skipIfShort(t, "takes a real Redis away through the fault proxy, against deadlines")
 	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
@@ -311,6 +313,7 @@ func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
 }
 
 func TestRedisKilledUnderLoadAndRestarted(t *testing.T) {
+	skipIfShort(t, "kills and restarts redis-server under load")
 	srv := redistest.Start(t)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
@@ -420,6 +423,7 @@ func TestALogoutDuringAnOutageIsDeadEverywhereAfterRecovery(t *testing.T) {
 }
 
 func TestClientPauseWriteKeepsReadsGoingAndWritesWithinTheDeadline(t *testing.T) {
+	skipIfShort(t, "pauses a real Redis for seconds")
 	srv := redistest.Start(t)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
@@ -453,6 +457,7 @@ func TestClientPauseWriteKeepsReadsGoingAndWritesWithinTheDeadline(t *testing.T)
 }
 
 func TestFlappingRedisUnderLoadMixesNoUsersData(t *testing.T) {
+	skipIfShort(t, "flaps Redis for seconds under load")
 	s := newFaultSetup(t, session.FallbackOptions{})
 	stop := time.Now().Add(10 * time.Second)
 	done := make(chan struct{})

@@ -12,6 +12,7 @@ import (
 )
 
 func TestMemoryStoreKeepsItsSizeCapUnderAFlood(t *testing.T) {
+	skipIfShort(t, "a million session creations")
 	s := session.NewMemoryStore(session.WithMaxSessions(1000))
 	defer s.Close()
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}

@@ -54,6 +54,7 @@ func infoField(t *testing.T, info, name string) int64 {
 }
 
 func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) {
+	skipIfShort(t, "fills a real Redis to its maxmemory (OOM)")
 	srv := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
 	admin := srv.Client(t)
 	// A touch is due on every read, so reads write last-seen under OOM too.
@@ -106,6 +107,7 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 }
 
 func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
+	skipIfShort(t, "fills a real Redis until it evicts")
 	srv := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
 	admin := srv.Client(t)
 	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
@@ -138,6 +140,7 @@ func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
 }
 
 func TestRedisRestartWithoutPersistenceSignsEveryoneOutWithout5xx(t *testing.T) {
+	skipIfShort(t, "kills and restarts redis-server")
 	srv := redistest.Start(t)
 	// go-redis's defaults: stale pooled connections are retried after the restart.
 	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
@@ -210,6 +213,7 @@ func TestRedisPersistenceRollbackOfASessionKey(t *testing.T) {
 }
 
 func TestUnderPoolPressureAndLatencyEachResponseShowsOnlyItsOwnUser(t *testing.T) {
+	skipIfShort(t, "a thousand requests over a slow fault proxy and a two-connection pool")
 	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), PoolSize: 2})
