@@ -131,6 +131,7 @@ func TestCookieDecodingAllocatesLittle(t *testing.T) {
 }
 
 func TestSecretsAreComparedInConstantTime(t *testing.T) {
+	t.Parallel()
 	// The only MAC check is securecookie's, which uses subtle.ConstantTimeCompare;
 	// this package must not add a variable-time comparison of secret material.
 	for _, file := range []string{"cookie.go", "session.go", "middleware.go", "store_redis.go", "store_memory.go"} {

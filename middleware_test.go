@@ -20,6 +20,7 @@ import (
 )
 
 func TestRequestsThatDoNotNeedTheSessionCostNothing(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -51,6 +52,7 @@ func TestRequestsThatDoNotNeedTheSessionCostNothing(t *testing.T) {
 }
 
 func TestANewSessionGetsASecureCookie(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -89,6 +91,7 @@ func TestANewSessionGetsASecureCookie(t *testing.T) {
 }
 
 func TestInsecureDevelopmentCookie(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{Cookie: session.CookieOptions{Insecure: true, SameSite: http.SameSiteStrictMode, SessionOnly: true}})
 	c := a.client(t)
 	c.name = "session"
@@ -118,6 +121,7 @@ func reverse(s string) string {
 }
 
 func TestABadCookieIsCleared(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	c.cookie = "forged-cookie-value-XYZ"
@@ -136,6 +140,7 @@ func TestABadCookieIsCleared(t *testing.T) {
 }
 
 func TestSecretRotation(t *testing.T) {
+	t.Parallel()
 	store := session.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	oldSecret := []byte("the old secret, at least 32 bytes long")
@@ -169,6 +174,7 @@ func TestSecretRotation(t *testing.T) {
 }
 
 func TestLoginRotatesTheTokenAndKillsTheOldCookie(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -200,6 +206,7 @@ func TestLoginRotatesTheTokenAndKillsTheOldCookie(t *testing.T) {
 }
 
 func TestRenewRotatesTheTokenAndKeepsTheSession(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -224,6 +231,7 @@ func TestRenewRotatesTheTokenAndKeepsTheSession(t *testing.T) {
 }
 
 func TestLogoutDeletesTheSessionAndClearsTheCookie(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{Cookie: session.CookieOptions{Name: "sid", Path: "/app", Domain: "example.com"}})
@@ -275,6 +283,7 @@ func stallAWrite(t *testing.T, a *testApp, cookie string, during func()) int {
 }
 
 func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -303,6 +312,7 @@ func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
 }
 
 func TestAWriteRacingALogoutDoesNotResurrectTheSession(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			store := newStore(t)
@@ -334,6 +344,7 @@ func TestAWriteRacingALogoutDoesNotResurrectTheSession(t *testing.T) {
 }
 
 func TestConcurrentRequestsWritingDifferentKeysLoseNothing(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -358,6 +369,7 @@ func TestConcurrentRequestsWritingDifferentKeysLoseNothing(t *testing.T) {
 }
 
 func TestIncrIsAtomicAcrossRequests(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -400,6 +412,7 @@ func TestIncrOnANewSessionReadsIntegersAsTheStoresDo(t *testing.T) {
 }
 
 func TestAPanickingHandlerSavesNothing(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	c.body("/set?k=k&v=before")
@@ -421,6 +434,7 @@ func TestAPanickingHandlerSavesNothing(t *testing.T) {
 }
 
 func TestA5xxResponseSavesNothing(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	fresh := a.client(t)
 	if res := fresh.get("/fail"); len(res.Header.Values("Set-Cookie")) != 0 {
@@ -435,6 +449,7 @@ func TestA5xxResponseSavesNothing(t *testing.T) {
 }
 
 func TestAStreamingHandlerThatFlushesIsSavedFirst(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	srv := httptest.NewServer(a.h)
 	t.Cleanup(srv.Close)
@@ -459,6 +474,7 @@ func TestAStreamingHandlerThatFlushesIsSavedFirst(t *testing.T) {
 }
 
 func TestTheWriterPassesHijackAndReadFromThrough(t *testing.T) {
+	t.Parallel()
 	store := session.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{testSecret}})
@@ -508,6 +524,7 @@ func TestTheWriterPassesHijackAndReadFromThrough(t *testing.T) {
 }
 
 func TestAStoreErrorGoesToTheErrorHandler(t *testing.T) {
+	t.Parallel()
 	var handled error
 	a := newTestApp(t, failingStore{session.NewMemoryStore()}, session.Options{
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -524,6 +541,7 @@ func TestAStoreErrorGoesToTheErrorHandler(t *testing.T) {
 }
 
 func TestTheDefaultErrorHandlerAnswers500AndLogs(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, failingStore{session.NewMemoryStore()}, session.Options{})
 	res := a.client(t).get("/set?k=a&v=1")
 	if res.StatusCode != http.StatusInternalServerError {
@@ -535,6 +553,7 @@ func TestTheDefaultErrorHandlerAnswers500AndLogs(t *testing.T) {
 }
 
 func TestLoadOutsideTheMiddlewareIsErrNoSession(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	if _, err := a.m.Load(context.Background()); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("err = %v, want ErrNoSession", err)
@@ -542,6 +561,7 @@ func TestLoadOutsideTheMiddlewareIsErrNoSession(t *testing.T) {
 }
 
 func TestChangesAfterTheHeadersAreSavedOrReported(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	c.body("/set?k=a&v=1")
@@ -571,6 +591,7 @@ func TestChangesAfterTheHeadersAreSavedOrReported(t *testing.T) {
 }
 
 func TestIdleAndAbsoluteExpiryThroughTheMiddleware(t *testing.T) {
+	t.Parallel()
 	synctestRun(t, func(t *testing.T) {
 		store := session.NewMemoryStore()
 		defer store.Close()
@@ -579,6 +600,7 @@ func TestIdleAndAbsoluteExpiryThroughTheMiddleware(t *testing.T) {
 }
 
 func TestRedisExpiryFollowsTheRedisClockNotTheApps(t *testing.T) {
+	t.Parallel()
 	for _, skew := range []time.Duration{-5 * time.Minute, 5 * time.Minute} {
 		t.Run("Redis "+skew.String()+" from the app", func(t *testing.T) {
 			clock := newFakeRedis(t)
@@ -620,6 +642,7 @@ func checkIdleAndAbsoluteExpiry(t *testing.T, store session.Store, advance func(
 }
 
 func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	var cookies []string
@@ -644,6 +667,7 @@ func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
 }
 
 func TestNewRefusesUnsafeOptions(t *testing.T) {
+	t.Parallel()
 	short := []byte("too short")
 	cases := []struct {
 		name string
@@ -675,6 +699,7 @@ func TestNewRefusesUnsafeOptions(t *testing.T) {
 }
 
 func TestChangingOptionsAfterNewHasNoEffect(t *testing.T) {
+	t.Parallel()
 	secret := append([]byte(nil), testSecret...)
 	opts := session.Options{Secrets: [][]byte{secret}}
 	a := newTestApp(t, session.NewMemoryStore(), opts)
@@ -688,6 +713,7 @@ func TestChangingOptionsAfterNewHasNoEffect(t *testing.T) {
 }
 
 func TestInvalidUserIDsAreRefusedAtLogin(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	for _, u := range []string{"", strings.Repeat("x", session.MaxUserIDLength+1)} {

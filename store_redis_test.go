@@ -27,6 +27,7 @@ func hashTag(key string) string {
 }
 
 func TestAUsersKeysShareOneHashTagWhateverTheUserID(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
@@ -52,6 +53,7 @@ func TestAUsersKeysShareOneHashTagWhateverTheUserID(t *testing.T) {
 }
 
 func TestAnonymousSessionsSpreadOverHashTags(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
@@ -70,6 +72,7 @@ func TestAnonymousSessionsSpreadOverHashTags(t *testing.T) {
 }
 
 func TestRevokeAllEndsSessionsTheIndexLost(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	var devices []*client
@@ -94,6 +97,7 @@ func TestRevokeAllEndsSessionsTheIndexLost(t *testing.T) {
 }
 
 func TestLosingTheGenerationKeyFailsClosed(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	c := a.client(t)
@@ -113,6 +117,7 @@ func TestLosingTheGenerationKeyFailsClosed(t *testing.T) {
 }
 
 func TestACorruptHashIsNoSession(t *testing.T) {
+	t.Parallel()
 	for field, value := range map[string]string{"@x": "garbage", "@c": "", "@id": "", "@u": "someone else", "@g": "stale"} {
 		t.Run(field, func(t *testing.T) {
 			fake := newFakeRedis(t)
@@ -137,6 +142,7 @@ func TestACorruptHashIsNoSession(t *testing.T) {
 }
 
 func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	k := sessiontest.NewKey("")
@@ -160,6 +166,7 @@ func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
 }
 
 func TestTwoInstancesSeeEachOthersRevocations(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rc := srv.Client(t)
 	one := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})

@@ -15,6 +15,7 @@ import (
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
+	t.Parallel()
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		Run: synctest.Test,
 		New: func(t *testing.T) session.Store {
@@ -27,6 +28,7 @@ func TestMemoryStoreConformance(t *testing.T) {
 }
 
 func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
+	t.Parallel()
 	var clock *fakeRedisClock
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {
