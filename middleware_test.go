@@ -666,52 +666,6 @@ func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
 	}
 }
 
-func TestNewRefusesUnsafeOptions(t *testing.T) {
-	t.Parallel()
-	short := []byte("too short")
-	cases := []struct {
-		name string
-		opts session.Options
-	}{
-		{"no secret", session.Options{}},
-		{"a short secret", session.Options{Secrets: [][]byte{short}}},
-		{"a short older secret", session.Options{Secrets: [][]byte{testSecret, short}}},
-		{"a nil secret", session.Options{Secrets: [][]byte{nil}}},
-		{"an invalid cookie name", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "bad name"}}},
-		{"a __Host- cookie with a domain", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Domain: "example.com"}}},
-		{"a __Host- cookie with a path", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Path: "/app"}}},
-		{"a relative path", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "s", Path: "app"}}},
-		{"a path with a semicolon", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "s", Path: "/a;b"}}},
-		{"an invalid domain", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "s", Domain: "exa mple.com"}}},
-		{"a __Secure- name without Secure", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "__Secure-s", Insecure: true}}},
-		{"SameSite=None without Secure", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Insecure: true, SameSite: http.SameSiteNoneMode}}},
-		{"a negative idle timeout", session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: -time.Second}},
-		{"a sub-millisecond lifetime", session.Options{Secrets: [][]byte{testSecret}, Lifetime: time.Microsecond}},
-		{"a negative session cap", session.Options{Secrets: [][]byte{testSecret}, MaxSessionsPerUser: -1}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := session.New(tc.opts); !errors.Is(err, session.ErrInvalidOptions) {
-				t.Errorf("err = %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
-}
-
-func TestChangingOptionsAfterNewHasNoEffect(t *testing.T) {
-	t.Parallel()
-	secret := append([]byte(nil), testSecret...)
-	opts := session.Options{Secrets: [][]byte{secret}}
-	a := newTestApp(t, session.NewMemoryStore(), opts)
-	c := a.client(t)
-	c.body("/set?k=a&v=1")
-	secret[0] ^= 0xff
-	opts.Cookie.Name = "changed"
-	if got := c.body("/get?k=a"); got != "1" {
-		t.Errorf("after mutating the options: %q, want 1", got)
-	}
-}
-
 func TestInvalidUserIDsAreRefusedAtLogin(t *testing.T) {
 	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
