@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,23 @@ func FuzzParseHash(f *testing.F) {
 		}
 		if rec.ID == "" || rec.Created.IsZero() && rec.Expires.IsZero() && rec.LastSeen.IsZero() {
 			t.Fatalf("an incomplete record was accepted: %+v", rec)
+		}
+	})
+}
+
+// FuzzParseCounter: a stored value is an integer for Incr exactly when it
+// is the canonical decimal form of an int64, which is what Redis's
+// string2ll accepts: no sign but '-', no leading zeros, no "-0", no spaces.
+func FuzzParseCounter(f *testing.F) {
+	for _, seed := range []string{"0", "-1", "42", "05", "+5", "-0", " 5", "", "9223372036854775807", "-9223372036854775808", "9223372036854775808"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		n, ok := parseCounter(v)
+		canonical, err := strconv.ParseInt(v, 10, 64)
+		want := err == nil && strconv.FormatInt(canonical, 10) == v
+		if ok != want || ok && n != canonical {
+			t.Fatalf("parseCounter(%q) = %d, %v; want %d, %v", v, n, ok, canonical, want)
 		}
 	})
 }
