@@ -7,31 +7,35 @@
 -- Redis and with MemoryStore: '0', or an optional '-' then a digit 1-9 and
 -- more digits, within the int64 range.
 
+-- The int64 limits split as int64_parts splits a magnitude.
+local limit_hi, max_lo, min_lo = 9223372036, 854775807, 854775808
+
 -- int64_parts splits an integer string into its sign and its magnitude as
--- two exact doubles, high digits and the low 9, or returns nil if s is not
--- an integer by Redis's rules.
+-- two exact doubles, the digits above the low 9 and the low 9, or returns
+-- nil if s is not an integer by Redis's rules.
 local function int64_parts(s)
   if s == '0' then return false, 0, 0 end
-  local neg, digits = s:match('^(%-?)([1-9]%d*)$')
+  local sign, digits = s:match('^(%-?)([1-9]%d*)$')
   if not digits or #digits > 19 then return nil end
-  local limit = '9223372036854775807'
-  if neg == '-' then limit = '9223372036854775808' end
-  if #digits == 19 and digits > limit then return nil end
-  local hi = tonumber(digits:sub(1, -10)) or 0
-  return neg == '-', hi, tonumber(digits:sub(-9))
+  local neg = sign == '-'
+  local hi, lo = tonumber(digits:sub(1, -10)) or 0, tonumber(digits:sub(-9))
+  local lim_lo = max_lo
+  if neg then lim_lo = min_lo end
+  if hi > limit_hi or (hi == limit_hi and lo > lim_lo) then return nil end
+  return neg, hi, lo
 end
 
 -- overflows reports whether a + b leaves the int64 range. Only operands of
--- one sign can; their magnitudes are added in two parts, each exact in a
--- double, and compared with the limit of that sign.
+-- one sign can; their magnitudes are added part by part, each sum exact in
+-- a double, and compared with the limit of that sign.
 local function overflows(aneg, ahi, alo, bneg, bhi, blo)
   if aneg ~= bneg then return false end
   local lo = alo + blo
   local hi = ahi + bhi + math.floor(lo / 1e9)
   lo = lo % 1e9
-  local limlo = 854775807
-  if aneg then limlo = 854775808 end
-  return hi > 9223372036 or (hi == 9223372036 and lo > limlo)
+  local lim_lo = max_lo
+  if aneg then lim_lo = min_lo end
+  return hi > limit_hi or (hi == limit_hi and lo > lim_lo)
 end
 
 local not_integer = 'ERR hash value is not an integer'
