@@ -174,6 +174,7 @@ func adversarialCases(good string) []struct {
 }
 
 func TestAdversarialRequestsGetAnAnonymousSessionAndNo5xx(t *testing.T) {
+	t.Parallel()
 	probe := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	good := validCookie(t, probe) // only its shape matters for the mutations
 	for _, kind := range storeKinds {
@@ -217,6 +218,7 @@ func TestAdversarialRequestsGetAnAnonymousSessionAndNo5xx(t *testing.T) {
 }
 
 func TestTooLargeAHeaderGets431(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	srv := httptest.NewServer(a.h)
 	t.Cleanup(srv.Close)

@@ -33,6 +33,39 @@
 // reads, slides the idle TTL and, at most once per TouchInterval, records
 // last-seen); changing it is one more, which writes only the changed fields.
 //
+// # What an application uses
+//
+// An application needs only Manager (from New, with Options and
+// CookieOptions), Session (from Manager.Load), Info (from Manager.Sessions)
+// and one of the stores: NewMemoryStore, NewRedisStore, or NewFallbackStore
+// around a RedisStore. Observer and Event are for metrics; the Err
+// variables are for errors.Is.
+//
+// # Implementing a Store
+//
+// The Store interface and the types its methods take are plumbing between
+// the Manager and a store; an application never builds them. Key names a
+// session (its user and the hash of its token, never the token), Record is
+// what a store keeps for one, Change is a per-field write, Rotation a token
+// rotation, Client the device a request came from, and Policy the
+// Manager's timing options, passed into every call; ValidateUserID says
+// which user IDs a store must accept. The doc comments of
+// Store's methods are the contract: what "not found" means, that no write
+// brings back an ended session, that idle and absolute expiry are the
+// store's job, and what Incr counts as an integer. Package sessiontest
+// checks a store against it:
+//
+//	func TestMyStore(t *testing.T) {
+//		sessiontest.RunStoreTests(t, sessiontest.Harness{
+//			New:     func(t *testing.T) session.Store { return newMyStore(t) },
+//			Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
+//			Unit:    50 * time.Millisecond,
+//		})
+//	}
+//
+// MemoryStore, RedisStore (on miniredis and on a real Redis) and
+// FallbackStore (while its Redis is up) all pass it.
+//
 // # Security
 //
 //   - Fail closed: a missing, forged, expired, revoked or ambiguous cookie is

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,23 @@ func FuzzParseHash(f *testing.F) {
 	})
 }
 
+// FuzzParseCounter: a stored value is an integer for Incr exactly when it
+// is the canonical decimal form of an int64, which is what Redis's
+// string2ll accepts: no sign but '-', no leading zeros, no "-0", no spaces.
+func FuzzParseCounter(f *testing.F) {
+	for _, seed := range []string{"0", "-1", "42", "05", "+5", "-0", " 5", "", "9223372036854775807", "-9223372036854775808", "9223372036854775808"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		n, ok := parseCounter(v)
+		canonical, err := strconv.ParseInt(v, 10, 64)
+		want := err == nil && strconv.FormatInt(canonical, 10) == v
+		if ok != want || ok && n != canonical {
+			t.Fatalf("parseCounter(%q) = %d, %v; want %d, %v", v, n, ok, canonical, want)
+		}
+	})
+}
+
 func TestCookieDecodingAllocatesLittle(t *testing.T) {
 	cc := fuzzCodec(t)
 	valid, _ := cc.encode("alice", token{1})
@@ -131,6 +149,7 @@ func TestCookieDecodingAllocatesLittle(t *testing.T) {
 }
 
 func TestSecretsAreComparedInConstantTime(t *testing.T) {
+	t.Parallel()
 	// The only MAC check is securecookie's, which uses subtle.ConstantTimeCompare;
 	// this package must not add a variable-time comparison of secret material.
 	for _, file := range []string{"cookie.go", "session.go", "middleware.go", "store_redis.go", "store_memory.go"} {

@@ -278,6 +278,15 @@ func (failingStore) Load(context.Context, session.Key, session.Client, session.P
 	return session.Record{}, errStoreDown
 }
 
+// skipIfShort skips a long test (real Redis faults, Cluster, Sentinel,
+// failovers, a million of something) under go test -short.
+func skipIfShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long: " + why + "; run without -short")
+	}
+}
+
 // synctestRun runs f in a synctest bubble: time.Sleep moves a fake clock.
 func synctestRun(t *testing.T, f func(t *testing.T)) { synctest.Test(t, f) }
 

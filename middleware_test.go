@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +20,7 @@ import (
 )
 
 func TestRequestsThatDoNotNeedTheSessionCostNothing(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -51,6 +52,7 @@ func TestRequestsThatDoNotNeedTheSessionCostNothing(t *testing.T) {
 }
 
 func TestANewSessionGetsASecureCookie(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -89,6 +91,7 @@ func TestANewSessionGetsASecureCookie(t *testing.T) {
 }
 
 func TestInsecureDevelopmentCookie(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{Cookie: session.CookieOptions{Insecure: true, SameSite: http.SameSiteStrictMode, SessionOnly: true}})
 	c := a.client(t)
 	c.name = "session"
@@ -118,6 +121,7 @@ func reverse(s string) string {
 }
 
 func TestABadCookieIsCleared(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	c.cookie = "forged-cookie-value-XYZ"
@@ -136,6 +140,7 @@ func TestABadCookieIsCleared(t *testing.T) {
 }
 
 func TestSecretRotation(t *testing.T) {
+	t.Parallel()
 	store := session.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	oldSecret := []byte("the old secret, at least 32 bytes long")
@@ -169,6 +174,7 @@ func TestSecretRotation(t *testing.T) {
 }
 
 func TestLoginRotatesTheTokenAndKillsTheOldCookie(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -200,6 +206,7 @@ func TestLoginRotatesTheTokenAndKillsTheOldCookie(t *testing.T) {
 }
 
 func TestRenewRotatesTheTokenAndKeepsTheSession(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -224,6 +231,7 @@ func TestRenewRotatesTheTokenAndKeepsTheSession(t *testing.T) {
 }
 
 func TestLogoutDeletesTheSessionAndClearsTheCookie(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{Cookie: session.CookieOptions{Name: "sid", Path: "/app", Domain: "example.com"}})
@@ -275,6 +283,7 @@ func stallAWrite(t *testing.T, a *testApp, cookie string, during func()) int {
 }
 
 func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -303,6 +312,7 @@ func TestAWriteRacingARenewalLandsOnNeitherToken(t *testing.T) {
 }
 
 func TestAWriteRacingALogoutDoesNotResurrectTheSession(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			store := newStore(t)
@@ -334,6 +344,7 @@ func TestAWriteRacingALogoutDoesNotResurrectTheSession(t *testing.T) {
 }
 
 func TestConcurrentRequestsWritingDifferentKeysLoseNothing(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -358,6 +369,7 @@ func TestConcurrentRequestsWritingDifferentKeysLoseNothing(t *testing.T) {
 }
 
 func TestIncrIsAtomicAcrossRequests(t *testing.T) {
+	t.Parallel()
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			a := newTestApp(t, newStore(t), session.Options{})
@@ -385,7 +397,22 @@ func TestIncrIsAtomicAcrossRequests(t *testing.T) {
 	}
 }
 
+func TestIncrOnANewSessionReadsIntegersAsTheStoresDo(t *testing.T) {
+	t.Parallel()
+	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
+	a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
+		s.Set("n", r.URL.Query().Get("v")) // before the session is stored
+	}
+	for v, want := range map[string]int{"7": http.StatusOK, "-7": http.StatusOK, "0": http.StatusOK,
+		"": http.StatusConflict, "05": http.StatusConflict, "+5": http.StatusConflict, "-0": http.StatusConflict, " 5": http.StatusConflict} {
+		if res := a.client(t).get("/incr?k=n&v=" + url.QueryEscape(v)); res.StatusCode != want {
+			t.Errorf("Incr of %q on a new session: status %d, want %d", v, res.StatusCode, want)
+		}
+	}
+}
+
 func TestAPanickingHandlerSavesNothing(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	c.body("/set?k=k&v=before")
@@ -407,6 +434,7 @@ func TestAPanickingHandlerSavesNothing(t *testing.T) {
 }
 
 func TestA5xxResponseSavesNothing(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	fresh := a.client(t)
 	if res := fresh.get("/fail"); len(res.Header.Values("Set-Cookie")) != 0 {
@@ -421,6 +449,7 @@ func TestA5xxResponseSavesNothing(t *testing.T) {
 }
 
 func TestAStreamingHandlerThatFlushesIsSavedFirst(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	srv := httptest.NewServer(a.h)
 	t.Cleanup(srv.Close)
@@ -445,6 +474,7 @@ func TestAStreamingHandlerThatFlushesIsSavedFirst(t *testing.T) {
 }
 
 func TestTheWriterPassesHijackAndReadFromThrough(t *testing.T) {
+	t.Parallel()
 	store := session.NewMemoryStore()
 	t.Cleanup(func() { store.Close() })
 	m, err := session.New(session.Options{Store: store, Secrets: [][]byte{testSecret}})
@@ -494,6 +524,7 @@ func TestTheWriterPassesHijackAndReadFromThrough(t *testing.T) {
 }
 
 func TestAStoreErrorGoesToTheErrorHandler(t *testing.T) {
+	t.Parallel()
 	var handled error
 	a := newTestApp(t, failingStore{session.NewMemoryStore()}, session.Options{
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -510,6 +541,7 @@ func TestAStoreErrorGoesToTheErrorHandler(t *testing.T) {
 }
 
 func TestTheDefaultErrorHandlerAnswers500AndLogs(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, failingStore{session.NewMemoryStore()}, session.Options{})
 	res := a.client(t).get("/set?k=a&v=1")
 	if res.StatusCode != http.StatusInternalServerError {
@@ -521,6 +553,7 @@ func TestTheDefaultErrorHandlerAnswers500AndLogs(t *testing.T) {
 }
 
 func TestLoadOutsideTheMiddlewareIsErrNoSession(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	if _, err := a.m.Load(context.Background()); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("err = %v, want ErrNoSession", err)
@@ -528,6 +561,7 @@ func TestLoadOutsideTheMiddlewareIsErrNoSession(t *testing.T) {
 }
 
 func TestChangesAfterTheHeadersAreSavedOrReported(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	c.body("/set?k=a&v=1")
@@ -557,6 +591,7 @@ func TestChangesAfterTheHeadersAreSavedOrReported(t *testing.T) {
 }
 
 func TestIdleAndAbsoluteExpiryThroughTheMiddleware(t *testing.T) {
+	t.Parallel()
 	synctestRun(t, func(t *testing.T) {
 		store := session.NewMemoryStore()
 		defer store.Close()
@@ -565,6 +600,7 @@ func TestIdleAndAbsoluteExpiryThroughTheMiddleware(t *testing.T) {
 }
 
 func TestRedisExpiryFollowsTheRedisClockNotTheApps(t *testing.T) {
+	t.Parallel()
 	for _, skew := range []time.Duration{-5 * time.Minute, 5 * time.Minute} {
 		t.Run("Redis "+skew.String()+" from the app", func(t *testing.T) {
 			clock := newFakeRedis(t)
@@ -606,6 +642,7 @@ func checkIdleAndAbsoluteExpiry(t *testing.T, store session.Store, advance func(
 }
 
 func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	var cookies []string
@@ -629,64 +666,8 @@ func TestTokensAndCookiesNeverReachTheLog(t *testing.T) {
 	}
 }
 
-func TestNewRefusesUnsafeOptions(t *testing.T) {
-	short := []byte("too short")
-	cases := []struct {
-		name string
-		opts session.Options
-	}{
-		{"no secret", session.Options{}},
-		{"a short secret", session.Options{Secrets: [][]byte{short}}},
-		{"a short older secret", session.Options{Secrets: [][]byte{testSecret, short}}},
-		{"a nil secret", session.Options{Secrets: [][]byte{nil}}},
-		{"an invalid cookie name", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "bad name"}}},
-		{"a __Host- cookie with a domain", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Domain: "example.com"}}},
-		{"a __Host- cookie with a path", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Path: "/app"}}},
-		{"a relative path", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "s", Path: "app"}}},
-		{"a path with a semicolon", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "s", Path: "/a;b"}}},
-		{"an invalid domain", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "s", Domain: "exa mple.com"}}},
-		{"a __Secure- name without Secure", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: "__Secure-s", Insecure: true}}},
-		{"SameSite=None without Secure", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Insecure: true, SameSite: http.SameSiteNoneMode}}},
-		{"a negative idle timeout", session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: -time.Second}},
-		{"a sub-millisecond lifetime", session.Options{Secrets: [][]byte{testSecret}, Lifetime: time.Microsecond}},
-		{"a negative session cap", session.Options{Secrets: [][]byte{testSecret}, MaxSessionsPerUser: -1}},
-		{"a lifetime near the largest duration", session.Options{Secrets: [][]byte{testSecret}, Lifetime: math.MaxInt64 - 1}},
-		{"an idle timeout over MaxDuration", session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: session.MaxDuration + 1}},
-		{"a cookie name of several KB", session.Options{Secrets: [][]byte{testSecret}, Cookie: session.CookieOptions{Name: strings.Repeat("n", 4000), Insecure: true}}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := session.New(tc.opts); !errors.Is(err, session.ErrInvalidOptions) {
-				t.Errorf("err = %v, want ErrInvalidOptions", err)
-			}
-		})
-	}
-}
-
-func TestTheSameBadOptionsAlwaysGiveTheSameError(t *testing.T) {
-	opts := session.Options{Secrets: [][]byte{testSecret}, IdleTimeout: -1, Lifetime: -1, TouchInterval: -1}
-	_, first := session.New(opts)
-	for range 50 {
-		if _, err := session.New(opts); err == nil || err.Error() != first.Error() {
-			t.Fatalf("New gave %v, then %v", first, err)
-		}
-	}
-}
-
-func TestChangingOptionsAfterNewHasNoEffect(t *testing.T) {
-	secret := append([]byte(nil), testSecret...)
-	opts := session.Options{Secrets: [][]byte{secret}}
-	a := newTestApp(t, session.NewMemoryStore(), opts)
-	c := a.client(t)
-	c.body("/set?k=a&v=1")
-	secret[0] ^= 0xff
-	opts.Cookie.Name = "changed"
-	if got := c.body("/get?k=a"); got != "1" {
-		t.Errorf("after mutating the options: %q, want 1", got)
-	}
-}
-
 func TestInvalidUserIDsAreRefusedAtLogin(t *testing.T) {
+	t.Parallel()
 	a := newTestApp(t, session.NewMemoryStore(), session.Options{})
 	c := a.client(t)
 	for _, u := range []string{"", strings.Repeat("x", session.MaxUserIDLength+1)} {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestTheObserverHearsEveryStoreCallAndSecurityEvent(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	seen := map[session.EventKind]int{}
 	var notFound int

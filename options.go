@@ -78,6 +78,8 @@ type Options struct {
 const TokenHeader = "Session-Token"
 
 // CookieOptions sets the session cookie's attributes. HttpOnly is always on.
+// The zero value of every field means its default, so the zero CookieOptions
+// is a __Host-session cookie: Secure, HttpOnly, SameSite=Lax, Path=/.
 type CookieOptions struct {
 	// Name defaults to "__Host-session" ("session" when Insecure).
 	Name string

@@ -53,6 +53,7 @@ func (h *roundTrips) reset() (trips int, commands string) {
 }
 
 func TestRedisRoundTripsPerRequest(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	hook := &roundTrips{}
 	fake.client.AddHook(hook)
@@ -112,6 +113,7 @@ func TestRedisRoundTripsPerRequest(t *testing.T) {
 }
 
 func TestTheRawTokenNeverReachesRedis(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	var sent []string
 	var mu sync.Mutex

@@ -144,7 +144,7 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.stored {
-		n, err := addInt(s.values[key], delta)
+		n, err := addInt(s.values, key, delta)
 		if err != nil {
 			return 0, err
 		}

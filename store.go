@@ -37,9 +37,14 @@ type Store interface {
 	// slides its idle expiry, atomically. ErrNotFound if it no longer exists.
 	Update(ctx context.Context, k Key, c Change, p Policy) error
 
-	// Incr adds delta to the integer value named name (absent counts as 0),
-	// atomically, and returns the result. ErrNotInteger if the value is not
-	// a 64-bit integer or the sum overflows.
+	// Incr adds delta to the integer value named name, atomically, and
+	// returns the result, stored in decimal. An absent value counts as 0.
+	// A present value is an integer only as Redis's HINCRBY reads one:
+	// "0", or an optional '-' then a digit 1-9 and more digits, within the
+	// int64 range. So "", "+5", "05", "-0" and " 5" are not integers, even
+	// where strconv.ParseInt would take them. ErrNotInteger if the value is
+	// not an integer or the sum leaves the int64 range; the value is then
+	// left as it was.
 	Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error)
 
 	// Rotate moves a session to a new token (and for Login to a new user):
@@ -65,7 +70,7 @@ type Store interface {
 }
 
 // Key names one stored session: its user ("" while anonymous) and the
-// base64url SHA-256 of its token.
+// base64url SHA-256 of its token. The zero Key names no session (IsZero).
 type Key struct {
 	UserID string
 	Hash   string
@@ -74,7 +79,8 @@ type Key struct {
 // IsZero reports whether k names no session.
 func (k Key) IsZero() bool { return k.Hash == "" }
 
-// Info describes one session of a user, for a devices page.
+// Info describes one session of a user, for a devices page. Stores fill it;
+// a zero field is one the store does not know.
 type Info struct {
 	ID        string    // public handle, assigned at creation or login; never the token
 	Created   time.Time // creation or login
@@ -84,7 +90,9 @@ type Info struct {
 	IP        string
 }
 
-// Record is everything a Store keeps for one session.
+// Record is everything a Store keeps for one session. Store.Create says
+// which of its fields a new session takes and which the store sets; nil
+// Values means none.
 type Record struct {
 	Info
 	UserID string
@@ -92,7 +100,8 @@ type Record struct {
 }
 
 // Change is a set of per-field writes: only these fields are touched, so
-// concurrent requests that change different fields lose nothing.
+// concurrent requests that change different fields lose nothing. The zero
+// Change changes nothing (IsEmpty).
 type Change struct {
 	Set    map[string]string
 	Delete []string
@@ -116,7 +125,8 @@ func (c Change) apply(values map[string]string) map[string]string {
 	return out
 }
 
-// Rotation describes a token rotation for Store.Rotate.
+// Rotation describes a token rotation for Store.Rotate. Its zero value is
+// not a rotation: To is required.
 type Rotation struct {
 	// From is the session being replaced; zero if it was never stored.
 	From Key
@@ -135,12 +145,15 @@ type Rotation struct {
 }
 
 // Client is what a request tells the store about the device using a session.
+// The zero Client is an unknown device: empty user agent and IP.
 type Client struct {
 	UserAgent string
 	IP        string
 }
 
-// Policy carries the Manager's timing options into each store call.
+// Policy carries the Manager's timing options into each store call. Stores
+// apply no defaults: the Manager fills every duration from Options, and a
+// zero MaxSessionsPerUser means no cap.
 type Policy struct {
 	IdleTimeout        time.Duration
 	Lifetime           time.Duration

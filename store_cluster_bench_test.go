@@ -17,6 +17,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // BenchmarkRedisCluster1M runs the read and write scenarios on a real
@@ -39,7 +40,7 @@ func BenchmarkRedisCluster1M(b *testing.B) {
 		}
 		total, users = n, max(1, n/100)
 	}
-	cluster := sessiontest.StartRedisCluster(b)
+	cluster := redistest.StartCluster(b)
 	cc := cluster.Client(b, &redis.ClusterOptions{PoolSize: 64, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
 	ctx := context.Background()
 	const prefix = "session:"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // The tests in this file start real Redis Clusters (six redis-servers) and
@@ -27,7 +28,8 @@ var prefixes atomic.Int64
 func freshPrefix() string { return fmt.Sprintf("t%d:", prefixes.Add(1)) }
 
 func TestRedisCluster(t *testing.T) {
-	cluster := sessiontest.StartRedisCluster(t)
+	skipIfShort(t, "starts a six-node Redis Cluster")
+	cluster := redistest.StartCluster(t)
 	cc := cluster.Client(t, nil)
 
 	t.Run("passes the store conformance suite", func(t *testing.T) {
@@ -193,7 +195,8 @@ func TestRedisCluster(t *testing.T) {
 }
 
 func TestRedisSentinel(t *testing.T) {
-	sentinel := sessiontest.StartRedisSentinel(t)
+	skipIfShort(t, "starts a primary, a replica and three sentinels")
+	sentinel := redistest.StartSentinel(t)
 	fc := sentinel.Client(t, nil)
 
 	t.Run("passes the store conformance suite", func(t *testing.T) {
@@ -227,7 +230,7 @@ func TestRedisSentinel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var replica *sessiontest.RedisServer
+		var replica *redistest.Server
 		for _, d := range sentinel.Data {
 			if d != primary {
 				replica = d
@@ -408,22 +411,14 @@ func resetCommandStats(ctx context.Context, cc *redis.ClusterClient) error {
 	})
 }
 
-func TestRedisPrefixWithABraceIsRefused(t *testing.T) {
-	fake := newFakeRedis(t)
-	for _, prefix := range []string{"x{}", "{app}:", "a}", "{"} {
-		if _, err := session.NewRedisStore(fake.client, session.RedisOptions{Prefix: prefix}); !errors.Is(err, session.ErrInvalidOptions) {
-			t.Errorf("NewRedisStore with prefix %q: err = %v, want ErrInvalidOptions", prefix, err)
-		}
-	}
-}
-
 // waitTimeout is the WAIT bound in the WaitReplicas tests: long enough to
 // tell from a round trip, short enough not to trip the cluster's failure
 // detection while the replicas are paused.
 const waitTimeout = 300 * time.Millisecond
 
 func TestRedisClusterWaitReplicas(t *testing.T) {
-	cluster := sessiontest.StartRedisCluster(t)
+	skipIfShort(t, "starts a six-node Redis Cluster")
+	cluster := redistest.StartCluster(t)
 	cc := cluster.Client(t, nil)
 	replicas, err := cluster.Replicas()
 	if err != nil {
@@ -433,12 +428,13 @@ func TestRedisClusterWaitReplicas(t *testing.T) {
 }
 
 func TestRedisSentinelWaitReplicas(t *testing.T) {
-	sentinel := sessiontest.StartRedisSentinel(t)
+	skipIfShort(t, "starts a primary, a replica and three sentinels")
+	sentinel := redistest.StartSentinel(t)
 	primary, err := sentinel.Primary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var replicas []*sessiontest.RedisServer
+	var replicas []*redistest.Server
 	for _, d := range sentinel.Data {
 		if d != primary {
 			replicas = append(replicas, d)
@@ -452,7 +448,7 @@ func TestRedisSentinelWaitReplicas(t *testing.T) {
 // and without failing) while they are paused. That it waits at all shows
 // the WAIT went on the write's own connection: WAIT on another would have
 // nothing to wait for.
-func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*sessiontest.RedisServer) {
+func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*redistest.Server) {
 	t.Helper()
 	durable := newRedisStore(t, c, session.RedisOptions{Prefix: freshPrefix(), WaitReplicas: 1, WaitTimeout: waitTimeout})
 	plain := newRedisStore(t, c, session.RedisOptions{Prefix: freshPrefix()})

@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/session"
-	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // failoverSlack is how long after the new primary is in place every request
@@ -34,9 +34,10 @@ var failoverModes = []struct {
 }
 
 func TestRedisClusterFailover(t *testing.T) {
+	skipIfShort(t, "kills a Redis Cluster primary and waits for the failover")
 	for _, mode := range failoverModes {
 		t.Run(mode.name, func(t *testing.T) {
-			cluster := sessiontest.StartRedisCluster(t)
+			cluster := redistest.StartCluster(t)
 			cc := cluster.Client(t, nil)
 			primaries, err := cluster.Primaries()
 			if err != nil {
@@ -63,15 +64,16 @@ func TestRedisClusterFailover(t *testing.T) {
 }
 
 func TestRedisSentinelFailover(t *testing.T) {
+	skipIfShort(t, "kills the Sentinel primary and waits for the failover")
 	for _, mode := range failoverModes {
 		t.Run(mode.name, func(t *testing.T) {
-			sentinel := sessiontest.StartRedisSentinel(t)
+			sentinel := redistest.StartSentinel(t)
 			fc := sentinel.Client(t, nil)
 			victim, err := sentinel.Primary()
 			if err != nil {
 				t.Fatal(err)
 			}
-			var promoted *sessiontest.RedisServer
+			var promoted *redistest.Server
 			r := runFailover(t, newRedisStore(t, fc, mode.opts),
 				victim.Kill,
 				func() (err error) {

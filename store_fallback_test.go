@@ -17,6 +17,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // sessionClient is the go-redis configuration README recommends for
@@ -70,7 +71,6 @@ func TestFallbackStoreConformanceWhileRedisIsUp(t *testing.T) {
 			return newFallback(t, newRedisStore(t, clock.client, session.RedisOptions{}), session.FallbackOptions{Timeout: 5 * time.Second})
 		},
 		Advance: func(t *testing.T, d time.Duration) { clock.advance(d) },
-		Skip:    map[string]string{sessiontest.IncrOverflowTest: "miniredis's HINCRBY wraps past MaxInt64; the real-Redis run checks it"},
 	})
 }
 
@@ -178,7 +178,7 @@ func readBody(res *http.Response) string {
 // on a FallbackStore through the proxy, and a second app talking to the
 // server directly.
 type faultSetup struct {
-	srv   *sessiontest.RedisServer
+	srv   *redistest.Server
 	proxy *faultProxy
 	fb    *session.FallbackStore
 	a, b  *testApp
@@ -186,7 +186,7 @@ type faultSetup struct {
 
 func newFaultSetup(t *testing.T, opts session.FallbackOptions) *faultSetup {
 	t.Helper()
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, proxy.Addr()), session.RedisOptions{}), opts)
 	return &faultSetup{
@@ -227,6 +227,7 @@ func TestAnIncrWhoseReplyIsLostCountsOnce(t *testing.T) {
 }
 
 func TestABlackholedOrSlowRedisCostsARequestAtMostTheDeadline(t *testing.T) {
+	skipIfShort(t, "blackholes and slows a real Redis through the fault proxy")
 	const deadline = 100 * time.Millisecond
 	for _, tc := range []struct {
 		name string
@@ -273,7 +274,8 @@ func TestABlackholedOrSlowRedisCostsARequestAtMostTheDeadline(t *testing.T) {
 }
 
 func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	skipIfShort(t, "takes a real Redis away through the fault proxy, against deadlines")
+	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
 		ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond})
@@ -311,7 +313,8 @@ func TestWithoutFallbackAnOutageIsAClearErrorWithinTheDeadline(t *testing.T) {
 }
 
 func TestRedisKilledUnderLoadAndRestarted(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	skipIfShort(t, "kills and restarts redis-server under load")
+	srv := redistest.Start(t)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
 	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
@@ -420,7 +423,8 @@ func TestALogoutDuringAnOutageIsDeadEverywhereAfterRecovery(t *testing.T) {
 }
 
 func TestClientPauseWriteKeepsReadsGoingAndWritesWithinTheDeadline(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	skipIfShort(t, "pauses a real Redis for seconds")
+	srv := redistest.Start(t)
 	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
 	a := newTestApp(t, fb, session.Options{})
 	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
@@ -453,6 +457,7 @@ func TestClientPauseWriteKeepsReadsGoingAndWritesWithinTheDeadline(t *testing.T)
 }
 
 func TestFlappingRedisUnderLoadMixesNoUsersData(t *testing.T) {
+	skipIfShort(t, "flaps Redis for seconds under load")
 	s := newFaultSetup(t, session.FallbackOptions{})
 	stop := time.Now().Add(10 * time.Second)
 	done := make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -18,6 +19,7 @@ const DefaultMemoryMaxSessions = 100_000
 // use. It holds at most a fixed number of sessions; when full, creating one
 // drops the least recently used, so a flood of new sessions cannot exhaust
 // memory. A janitor goroutine reclaims expired sessions; Close stops it.
+// The zero value is not usable: use NewMemoryStore.
 type MemoryStore struct {
 	mu       sync.Mutex
 	sessions map[Key]*memEntry
@@ -300,7 +302,7 @@ func (s *MemoryStore) Incr(ctx context.Context, k Key, name string, delta int64,
 	if !ok {
 		return 0, ErrNotFound
 	}
-	n, err := addInt(e.rec.Values[name], delta)
+	n, err := addInt(e.rec.Values, name, delta)
 	if err != nil {
 		return 0, err
 	}
@@ -309,12 +311,13 @@ func (s *MemoryStore) Incr(ctx context.Context, k Key, name string, delta int64,
 	return n, nil
 }
 
-// addInt adds delta to the integer in v ("" counts as 0), as HINCRBY does.
-func addInt(v string, delta int64) (int64, error) {
+// addInt adds delta to the integer stored under name in values (absent
+// counts as 0), as Store.Incr defines it: the value must be an integer as
+// parseCounter reads it and the sum must stay within int64.
+func addInt(values map[string]string, name string, delta int64) (int64, error) {
 	var n int64
-	if v != "" {
-		var err error
-		if n, err = strconv.ParseInt(v, 10, 64); err != nil {
+	if v, ok := values[name]; ok {
+		if n, ok = parseCounter(v); !ok {
 			return 0, ErrNotInteger
 		}
 	}
@@ -322,6 +325,22 @@ func addInt(v string, delta int64) (int64, error) {
 		return 0, ErrNotInteger
 	}
 	return n + delta, nil
+}
+
+// parseCounter reads v as Redis's HINCRBY reads a hash value (string2ll):
+// "0", or an optional '-' followed by a digit 1-9 and more digits, within
+// the int64 range. So "+5", "05", "-0", " 5" and "" are not integers,
+// though strconv.ParseInt takes some of them; every store must agree.
+func parseCounter(v string) (int64, bool) {
+	if v == "0" {
+		return 0, true
+	}
+	digits := strings.TrimPrefix(v, "-")
+	if digits == "" || digits[0] < '1' || digits[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64) // rejects what is left: non-digits, overflow
+	return n, err == nil
 }
 
 // Rotate implements Store.

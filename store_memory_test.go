@@ -12,6 +12,8 @@ import (
 )
 
 func TestMemoryStoreKeepsItsSizeCapUnderAFlood(t *testing.T) {
+	skipIfShort(t, "a million session creations")
+	t.Parallel()
 	s := session.NewMemoryStore(session.WithMaxSessions(1000))
 	defer s.Close()
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}

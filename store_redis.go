@@ -62,6 +62,7 @@ const DefaultWaitTimeout = 100 * time.Millisecond
 // On a cluster client, a failure that is not a Redis reply (a refused
 // connection to a primary that just died, a timeout) makes the client
 // reload its slot map at once rather than after ClusterStateReloadInterval.
+// The zero value is not usable: use NewRedisStore.
 type RedisStore struct {
 	c            redis.UniversalClient
 	cluster      *redis.ClusterClient // c, when it is one
@@ -446,8 +447,10 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 		return 0, codeErr(code)
 	}
 	if list, ok := res.([]any); ok && len(list) == 1 {
-		if n, ok := list[0].(int64); ok {
-			return n, nil
+		if v, ok := list[0].(string); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n, nil
+			}
 		}
 	}
 	return 0, fmt.Errorf("session: redis incr: unexpected reply %v", res)

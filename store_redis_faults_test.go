@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/session"
-	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // fillUntil writes junk keys of size bytes, 100 to a pipeline, until done
@@ -54,7 +54,8 @@ func infoField(t *testing.T, info, name string) int64 {
 }
 
 func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) {
-	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+	skipIfShort(t, "fills a real Redis to its maxmemory (OOM)")
+	srv := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
 	admin := srv.Client(t)
 	// A touch is due on every read, so reads write last-seen under OOM too.
 	// Redis refuses a deny-oom command (HSET) in a script only before the
@@ -111,7 +112,8 @@ func TestRedisOutOfMemoryRefusesWritesClearlyAndKeepsServingReads(t *testing.T) 
 }
 
 func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
-	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
+	skipIfShort(t, "fills a real Redis until it evicts")
+	srv := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
 	admin := srv.Client(t)
 	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
 	alice := a.client(t)
@@ -143,7 +145,8 @@ func TestRedisEvictingASessionLeavesItsUserCleanlyAnonymous(t *testing.T) {
 }
 
 func TestRedisRestartWithoutPersistenceSignsEveryoneOutWithout5xx(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	skipIfShort(t, "kills and restarts redis-server")
+	srv := redistest.Start(t)
 	// go-redis's defaults: stale pooled connections are retried after the restart.
 	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
 	var clients []*client
@@ -166,7 +169,7 @@ func TestRedisRestartWithoutPersistenceSignsEveryoneOutWithout5xx(t *testing.T) 
 // A persistence rollback (an RDB or AOF older than a logout) is emulated by
 // DUMP before the logout and RESTORE after it, of the session's hash alone.
 func TestRedisPersistenceRollbackOfASessionKey(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	admin := srv.Client(t)
 	a := newTestApp(t, newRedisStore(t, srv.Client(t), session.RedisOptions{}), session.Options{})
 	ctx := context.Background()
@@ -215,7 +218,8 @@ func TestRedisPersistenceRollbackOfASessionKey(t *testing.T) {
 }
 
 func TestUnderPoolPressureAndLatencyEachResponseShowsOnlyItsOwnUser(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	skipIfShort(t, "a thousand requests over a slow fault proxy and a two-connection pool")
+	srv := redistest.Start(t)
 	proxy := newFaultProxy(t, srv.Addr)
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), PoolSize: 2})
 	t.Cleanup(func() { rc.Close() })

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // hashTag is the part of a key Redis Cluster hashes: from the first '{' to
@@ -26,6 +27,7 @@ func hashTag(key string) string {
 }
 
 func TestAUsersKeysShareOneHashTagWhateverTheUserID(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
@@ -51,6 +53,7 @@ func TestAUsersKeysShareOneHashTagWhateverTheUserID(t *testing.T) {
 }
 
 func TestAnonymousSessionsSpreadOverHashTags(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
@@ -69,6 +72,7 @@ func TestAnonymousSessionsSpreadOverHashTags(t *testing.T) {
 }
 
 func TestRevokeAllEndsSessionsTheIndexLost(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	var devices []*client
@@ -93,6 +97,7 @@ func TestRevokeAllEndsSessionsTheIndexLost(t *testing.T) {
 }
 
 func TestLosingTheGenerationKeyFailsClosed(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	a := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
 	c := a.client(t)
@@ -112,6 +117,7 @@ func TestLosingTheGenerationKeyFailsClosed(t *testing.T) {
 }
 
 func TestACorruptHashIsNoSession(t *testing.T) {
+	t.Parallel()
 	for field, value := range map[string]string{"@x": "garbage", "@c": "", "@id": "", "@u": "someone else", "@g": "stale"} {
 		t.Run(field, func(t *testing.T) {
 			fake := newFakeRedis(t)
@@ -171,6 +177,7 @@ func TestAnEndedSessionIsLoggedAtInfoNotWarn(t *testing.T) {
 }
 
 func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
+	t.Parallel()
 	fake := newFakeRedis(t)
 	store := newRedisStore(t, fake.client, session.RedisOptions{})
 	k := sessiontest.NewKey("")
@@ -194,7 +201,8 @@ func TestSubSecondTTLsKeepMillisecondPrecision(t *testing.T) {
 }
 
 func TestTwoInstancesSeeEachOthersRevocations(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	t.Parallel()
+	srv := redistest.Start(t)
 	rc := srv.Client(t)
 	one := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})
 	two := newTestApp(t, newRedisStore(t, rc, session.RedisOptions{}), session.Options{})

@@ -11,9 +11,11 @@ import (
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
+	t.Parallel()
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		Run: synctest.Test,
 		New: func(t *testing.T) session.Store {
@@ -26,6 +28,7 @@ func TestMemoryStoreConformance(t *testing.T) {
 }
 
 func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
+	t.Parallel()
 	var clock *fakeRedisClock
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {
@@ -33,12 +36,11 @@ func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
 			return newRedisStore(t, clock.client, session.RedisOptions{})
 		},
 		Advance: func(t *testing.T, d time.Duration) { clock.advance(d) },
-		Skip:    map[string]string{sessiontest.IncrOverflowTest: "miniredis's HINCRBY wraps past MaxInt64; the real-Redis run checks it"},
 	})
 }
 
 func TestRedisStoreConformanceOnRealRedis(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	c := srv.Client(t)
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {

@@ -25,8 +25,8 @@ func (s *Session) GetInt(key string) (n int64, ok bool, err error) {
 	if !ok {
 		return 0, false, nil
 	}
-	n, err = parseInteger(v)
-	if err != nil {
+	n, isInt := parseCounter(v)
+	if !isInt {
 		return 0, true, fmt.Errorf("%w: %q under %q is not an integer", ErrWrongType, v, key)
 	}
 	return n, true, nil
@@ -122,26 +122,4 @@ func (s *Session) PopJSON(key string, dst any) (ok bool, err error) {
 		return true, fmt.Errorf("%w: the value under %q does not decode into %T: %v", ErrWrongType, key, dst, err)
 	}
 	return true, nil
-}
-
-// parseInteger reads an integer in the one form every store accepts for
-// Incr, Redis's: an optional '-', then digits with no leading zero (but
-// "0"), no '+', no spaces, no "-0", within 64 bits.
-func parseInteger(v string) (int64, error) {
-	digits := v
-	if len(digits) > 0 && digits[0] == '-' {
-		digits = digits[1:]
-	}
-	bad := digits == "" || (digits[0] == '0' && (len(digits) > 1 || len(v) > 1))
-	for i := 0; i < len(digits) && !bad; i++ {
-		bad = digits[i] < '0' || digits[i] > '9'
-	}
-	if bad {
-		return 0, ErrNotInteger
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, ErrNotInteger
-	}
-	return n, nil
 }

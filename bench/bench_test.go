@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // Scenario names, as they appear in benchmark names.
@@ -36,7 +36,7 @@ const parallelSessions = 1000
 //
 //	go test -run '^$' -bench Session -benchtime 200ms -count 6 | benchstat -col /lib -
 func BenchmarkSession(b *testing.B) {
-	srv := sessiontest.StartRedis(b)
+	srv := redistest.Start(b)
 	stats := srv.Client(b)
 	names := append(append([]string{}, redisLibs...), memoryLibs...)
 	libs, counters := startLibs(b, srv.Addr, names)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // startLibs builds the named libraries, Redis-backed ones on the
@@ -70,7 +70,7 @@ func TestEveryMemoryLibraryStoresReadsWritesAndSignsIn(t *testing.T) {
 }
 
 func TestEveryRedisLibraryStoresReadsWritesAndSignsIn(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	libs, _ := startLibs(t, srv.Addr, redisLibs)
 	for _, l := range libs {
 		t.Run(l.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestNoMiddlewareServesUntouched(t *testing.T) {
 // hook. Ours must match DESIGN.md's table; the peers' counts are pinned so
 // that a change in a peer (or in an adapter) shows up here.
 func TestRoundTripsPerRequest(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	names := append([]string{}, redisLibs...)
 	libs, counters := startLibs(t, srv.Addr, names)
 	want := map[string]map[string]int64{

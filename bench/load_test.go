@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // loadConns is how many connections the load generator keeps busy.
@@ -32,7 +32,7 @@ const loadConns = 64
 //
 //	go test -run '^$' -bench Load -benchtime 10000x -count 5 | benchstat -col /lib -
 func BenchmarkLoad(b *testing.B) {
-	srv := sessiontest.StartRedis(b)
+	srv := redistest.Start(b)
 	stats := srv.Client(b)
 	libs, _ := startLibs(b, srv.Addr, redisLibs)
 	for _, sc := range []string{scRead, scWrite} {
@@ -201,7 +201,7 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 }
 
 func TestLoadGeneratorSendsEveryRequestWithItsSession(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	libs, _ := startLibs(t, srv.Addr, redisLibs)
 	for _, l := range libs {
 		t.Run(l.name, func(t *testing.T) {

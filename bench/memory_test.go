@@ -6,7 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sessionkit/session/sessiontest"
+	"github.com/sessionkit/session/sessiontest/redistest"
 )
 
 // memorySessions is how many sessions the memory benchmark averages over.
@@ -17,7 +17,7 @@ const memorySessions = 200
 // sessions), for a session holding the "new" scenario's three values. It
 // measures no time; run it once (-benchtime 1x).
 func BenchmarkRedisMemory(b *testing.B) {
-	srv := sessiontest.StartRedis(b)
+	srv := redistest.Start(b)
 	stats := srv.Client(b)
 	libs, _ := startLibs(b, srv.Addr, redisLibs)
 	for _, l := range libs {
@@ -61,7 +61,7 @@ func memoryPerSession(ctx context.Context, stats *redis.Client, l *lib, n int) (
 }
 
 func TestEverySessionTakesRedisMemory(t *testing.T) {
-	srv := sessiontest.StartRedis(t)
+	srv := redistest.Start(t)
 	stats := srv.Client(t)
 	libs, _ := startLibs(t, srv.Addr, redisLibs)
 	for _, l := range libs {

@@ -75,6 +75,7 @@ func find(t *testing.T, body, pattern string) string {
 }
 
 func TestTheDemoFlow(t *testing.T) {
+	t.Parallel()
 	srv := newTestServer(t)
 	phone := newBrowser(t, srv, "demo-phone")
 	laptop := newBrowser(t, srv, "demo-laptop")
@@ -146,6 +147,7 @@ func mustParse(t *testing.T, raw string) *url.URL {
 }
 
 func TestCrossSiteFormsAreRefused(t *testing.T) {
+	t.Parallel()
 	srv := newTestServer(t)
 	req, _ := http.NewRequest("POST", srv.URL+"/logout", nil)
 	req.Header.Set("Sec-Fetch-Site", "cross-site")

@@ -1,4 +1,10 @@
-package sessiontest
+// Package redistest starts real redis-server processes for tests: a single
+// server (Start), a Redis Cluster (StartCluster) and a Sentinel setup
+// (StartSentinel), each on free loopback ports with no persistence, stopped
+// when the test ends. They show what miniredis cannot: eviction, kill -9,
+// restarts, failover. Each skips the test when the Redis binaries are not on
+// PATH, unless SESSION_REQUIRE_REDIS is set, in which case it fails.
+package redistest
 
 import (
 	"context"
@@ -14,8 +20,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisServer is a redis-server process started for one test.
-type RedisServer struct {
+// Server is a redis-server process started for one test by Start or as part
+// of a Cluster or Sentinel. Addr is its host:port. Its methods are safe for
+// concurrent use. The zero value is not a server: use Start.
+type Server struct {
 	Addr string
 	bin  string
 	port int
@@ -25,12 +33,12 @@ type RedisServer struct {
 	cmd *exec.Cmd
 }
 
-// StartRedis starts a private redis-server on a free loopback port, with no
+// Start starts a private redis-server on a free loopback port, with no
 // persistence, and stops it when the test ends. It skips the test when
 // redis-server is not on PATH, unless SESSION_REQUIRE_REDIS is set (as CI
 // does), in which case it fails: there, a skip would hide missing coverage.
 // Extra arguments go to redis-server ("--maxmemory", "1mb", ...).
-func StartRedis(t testing.TB, args ...string) *RedisServer {
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -65,11 +73,11 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startRedisOn(bin string, port int, extra []string) (*RedisServer, error) {
+func startRedisOn(bin string, port int, extra []string) (*Server, error) {
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", os.TempDir(),
 		"--logfile", ""}, extra...)
-	srv := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, port: port, args: args}
+	srv := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, port: port, args: args}
 	if err := srv.start(); err != nil {
 		return nil, err
 	}
@@ -77,7 +85,7 @@ func startRedisOn(bin string, port int, extra []string) (*RedisServer, error) {
 }
 
 // start runs the process and waits until it answers PING.
-func (s *RedisServer) start() error {
+func (s *Server) start() error {
 	cmd := exec.Command(s.bin, s.args...)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -101,7 +109,7 @@ func (s *RedisServer) start() error {
 	return fmt.Errorf("redis-server on port %d did not answer PING within 5s", s.port)
 }
 
-func (s *RedisServer) stop() {
+func (s *Server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -114,10 +122,10 @@ func (s *RedisServer) stop() {
 
 // Kill ends the server with SIGKILL, as a crash would. It keeps nothing on
 // disk, so a restart comes back empty.
-func (s *RedisServer) Kill() { s.stop() }
+func (s *Server) Kill() { s.stop() }
 
 // Restart starts a killed server again on the same port.
-func (s *RedisServer) Restart(t testing.TB) {
+func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if err := s.start(); err != nil {
 		t.Fatalf("restarting redis-server: %v", err)
@@ -125,7 +133,7 @@ func (s *RedisServer) Restart(t testing.TB) {
 }
 
 // Client returns a client for the server, closed when the test ends.
-func (s *RedisServer) Client(t testing.TB) *redis.Client {
+func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	t.Cleanup(func() { c.Close() })

@@ -1,4 +1,4 @@
-package sessiontest
+package redistest
 
 import (
 	"context"
@@ -13,33 +13,34 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// SentinelMasterName is the name the sentinels of StartRedisSentinel
+// sentinelMasterName is the name the sentinels of StartSentinel
 // monitor the primary under, for redis.FailoverOptions.MasterName.
-const SentinelMasterName = "sessiontest"
+const sentinelMasterName = "sessiontest"
 
-// SentinelDownAfter is the sentinels' down-after-milliseconds: a primary
+// sentinelDownAfter is the sentinels' down-after-milliseconds: a primary
 // silent this long is failed over, which then takes a second or two more.
-const SentinelDownAfter = 1000 * time.Millisecond
+const sentinelDownAfter = 1000 * time.Millisecond
 
-// RedisSentinel is a Sentinel-managed Redis on loopback, started for one
+// Sentinel is a Sentinel-managed Redis on loopback, started for one
 // test: one primary, one replica and three sentinels (quorum 2). Its
-// methods are safe for concurrent use.
-type RedisSentinel struct {
+// methods are safe for concurrent use. The zero value has no servers: use
+// StartSentinel.
+type Sentinel struct {
 	// Data holds the two data servers; which is the primary changes with
 	// failovers (see Primary).
-	Data      []*RedisServer
-	Sentinels []*RedisServer
+	Data      []*Server
+	sentinels []*Server
 }
 
-// StartRedisSentinel starts a primary, a replica of it and three sentinels
+// StartSentinel starts a primary, a replica of it and three sentinels
 // monitoring it, each redis-server on a free loopback port with no
 // persistence, waits until the sentinels know each other and the replica
 // is in sync, and kills them all when the test ends. It skips the test when
 // redis-server is missing, unless SESSION_REQUIRE_REDIS is set.
-func StartRedisSentinel(t testing.TB) *RedisSentinel {
+func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	bin := lookRedis(t, "redis-server")
-	s := &RedisSentinel{}
+	s := &Sentinel{}
 	quick := []string{"--repl-diskless-sync-delay", "0"}
 	primary := startNode(t, bin, func(int) ([]string, error) {
 		return append([]string{"--dir", t.TempDir()}, quick...), nil
@@ -54,7 +55,7 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	if replica == nil {
 		t.FailNow()
 	}
-	s.Data = []*RedisServer{primary, replica}
+	s.Data = []*Server{primary, replica}
 	for i := range 3 {
 		dir := t.TempDir()
 		var lastErr error
@@ -70,16 +71,16 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 				"sentinel down-after-milliseconds %s %d\n"+
 				"sentinel failover-timeout %s 10000\n"+
 				"sentinel parallel-syncs %s 1\n",
-				port, dir, SentinelMasterName, primaryPort, SentinelMasterName, SentinelDownAfter.Milliseconds(),
-				SentinelMasterName, SentinelMasterName)
+				port, dir, sentinelMasterName, primaryPort, sentinelMasterName, sentinelDownAfter.Milliseconds(),
+				sentinelMasterName, sentinelMasterName)
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			srv := &RedisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, port: port,
+			srv := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, port: port,
 				args: []string{conf, "--sentinel"}}
 			if lastErr = srv.start(); lastErr == nil {
 				t.Cleanup(srv.stop)
-				s.Sentinels = append(s.Sentinels, srv)
+				s.sentinels = append(s.sentinels, srv)
 				break
 			}
 		}
@@ -93,11 +94,11 @@ func StartRedisSentinel(t testing.TB) *RedisSentinel {
 	return s
 }
 
-// SentinelAddrs returns the sentinels' addresses, for
+// sentinelAddrs returns the sentinels' addresses, for
 // redis.FailoverOptions.SentinelAddrs.
-func (s *RedisSentinel) SentinelAddrs() []string {
-	addrs := make([]string, len(s.Sentinels))
-	for i, n := range s.Sentinels {
+func (s *Sentinel) sentinelAddrs() []string {
+	addrs := make([]string, len(s.sentinels))
+	for i, n := range s.sentinels {
 		addrs[i] = n.Addr
 	}
 	return addrs
@@ -106,7 +107,7 @@ func (s *RedisSentinel) SentinelAddrs() []string {
 // Client returns a failover client (redis.NewFailoverClient), closed when
 // the test ends. opts may be nil; its MasterName and SentinelAddrs are
 // filled in, and its timeouts default to a 1s dial and read.
-func (s *RedisSentinel) Client(t testing.TB, opts *redis.FailoverOptions) *redis.Client {
+func (s *Sentinel) Client(t testing.TB, opts *redis.FailoverOptions) *redis.Client {
 	t.Helper()
 	o := s.options(opts)
 	c := redis.NewFailoverClient(&o)
@@ -116,7 +117,7 @@ func (s *RedisSentinel) Client(t testing.TB, opts *redis.FailoverOptions) *redis
 
 // ClusterClient returns redis.NewFailoverClusterClient's client, which can
 // route read-only commands to the replica, closed when the test ends.
-func (s *RedisSentinel) ClusterClient(t testing.TB, opts *redis.FailoverOptions) *redis.ClusterClient {
+func (s *Sentinel) ClusterClient(t testing.TB, opts *redis.FailoverOptions) *redis.ClusterClient {
 	t.Helper()
 	o := s.options(opts)
 	c := redis.NewFailoverClusterClient(&o)
@@ -124,13 +125,13 @@ func (s *RedisSentinel) ClusterClient(t testing.TB, opts *redis.FailoverOptions)
 	return c
 }
 
-func (s *RedisSentinel) options(opts *redis.FailoverOptions) redis.FailoverOptions {
+func (s *Sentinel) options(opts *redis.FailoverOptions) redis.FailoverOptions {
 	o := redis.FailoverOptions{}
 	if opts != nil {
 		o = *opts
 	}
-	o.MasterName = SentinelMasterName
-	o.SentinelAddrs = s.SentinelAddrs()
+	o.MasterName = sentinelMasterName
+	o.SentinelAddrs = s.sentinelAddrs()
 	if o.DialTimeout == 0 {
 		o.DialTimeout = time.Second
 	}
@@ -141,15 +142,15 @@ func (s *RedisSentinel) options(opts *redis.FailoverOptions) redis.FailoverOptio
 }
 
 // Primary returns the data server the sentinels currently name primary.
-func (s *RedisSentinel) Primary() (*RedisServer, error) {
+func (s *Sentinel) Primary() (*Server, error) {
 	var lastErr error
-	for _, sn := range s.Sentinels {
+	for _, sn := range s.sentinels {
 		if !sn.running() {
 			continue
 		}
 		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		addr, err := c.GetMasterAddrByName(ctx, SentinelMasterName).Result()
+		addr, err := c.GetMasterAddrByName(ctx, sentinelMasterName).Result()
 		cancel()
 		c.Close()
 		if err != nil {
@@ -169,7 +170,7 @@ func (s *RedisSentinel) Primary() (*RedisServer, error) {
 
 // WaitFailover waits, at most timeout, until the sentinels name a primary
 // other than old and that server says it is a primary.
-func (s *RedisSentinel) WaitFailover(old *RedisServer, timeout time.Duration) (*RedisServer, error) {
+func (s *Sentinel) WaitFailover(old *Server, timeout time.Duration) (*Server, error) {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -193,7 +194,7 @@ func (s *RedisSentinel) WaitFailover(old *RedisServer, timeout time.Duration) (*
 
 // waitReady waits until every sentinel sees the other two and the replica,
 // and the replica is in sync, so a failover can happen.
-func (s *RedisSentinel) waitReady(timeout time.Duration) error {
+func (s *Sentinel) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -205,7 +206,7 @@ func (s *RedisSentinel) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("not ready after %v: %w", timeout, last)
 }
 
-func (s *RedisSentinel) ready() error {
+func (s *Sentinel) ready() error {
 	repl, err := nodeInfo(s.Data[1].Addr, "INFO", "replication")
 	if err != nil {
 		return err
@@ -213,10 +214,10 @@ func (s *RedisSentinel) ready() error {
 	if repl["master_link_status"] != "up" {
 		return fmt.Errorf("replica link %q", repl["master_link_status"])
 	}
-	for _, sn := range s.Sentinels {
+	for _, sn := range s.sentinels {
 		c := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		m, err := c.Master(ctx, SentinelMasterName).Result()
+		m, err := c.Master(ctx, sentinelMasterName).Result()
 		cancel()
 		c.Close()
 		if err != nil {

@@ -1,4 +1,4 @@
-package sessiontest
+package redistest
 
 import (
 	"context"
@@ -15,32 +15,33 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ClusterNodeTimeout is the cluster-node-timeout of the clusters
-// StartRedisCluster makes: a primary unreachable this long is failed over,
+// clusterNodeTimeout is the cluster-node-timeout of the clusters
+// StartCluster makes: a primary unreachable this long is failed over,
 // so a test's failover takes about this plus a second or two.
-const ClusterNodeTimeout = 1000 * time.Millisecond
+const clusterNodeTimeout = 1000 * time.Millisecond
 
-// RedisCluster is a Redis Cluster of real redis-server processes on
+// Cluster is a Redis Cluster of real redis-server processes on
 // loopback, started for one test: 3 primaries, each with 1 replica. Its
-// methods are safe for concurrent use.
-type RedisCluster struct {
-	// Nodes are the six servers, in the order given to redis-cli; which of
+// methods are safe for concurrent use. The zero value has no servers: use
+// StartCluster.
+type Cluster struct {
+	// nodes are the six servers, in the order given to redis-cli; which of
 	// them is a primary changes with failovers (see Primaries).
-	Nodes []*RedisServer
+	nodes []*Server
 }
 
-// StartRedisCluster starts six cluster-enabled redis-servers on free
+// StartCluster starts six cluster-enabled redis-servers on free
 // loopback ports (each with its own temporary directory for nodes.conf, no
 // persistence), joins them with "redis-cli --cluster create
 // --cluster-replicas 1", waits until every slot is served and every replica
 // is in sync, and kills them all when the test ends. It skips the test when
 // redis-server or redis-cli is missing, unless SESSION_REQUIRE_REDIS is set,
-// as StartRedis does.
-func StartRedisCluster(t testing.TB) *RedisCluster {
+// as Start does.
+func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	bin := lookRedis(t, "redis-server")
 	cli := lookRedis(t, "redis-cli")
-	c := &RedisCluster{}
+	c := &Cluster{}
 	for i := range 6 {
 		dir := t.TempDir()
 		srv := startNode(t, bin, func(port int) ([]string, error) {
@@ -50,7 +51,7 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 			}
 			return []string{"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(busPort),
 				"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--dir", dir,
-				"--cluster-node-timeout", strconv.FormatInt(ClusterNodeTimeout.Milliseconds(), 10),
+				"--cluster-node-timeout", strconv.FormatInt(clusterNodeTimeout.Milliseconds(), 10),
 				// A replica that lost its primary takes over however stale it
 				// is: the tests want a quick failover, not the safest one.
 				"--cluster-replica-validity-factor", "0",
@@ -60,10 +61,10 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 		if srv == nil {
 			t.Fatalf("starting cluster node %d", i)
 		}
-		c.Nodes = append(c.Nodes, srv)
+		c.nodes = append(c.nodes, srv)
 	}
 	args := []string{"--cluster", "create"}
-	for _, n := range c.Nodes {
+	for _, n := range c.nodes {
 		args = append(args, n.Addr)
 	}
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
@@ -95,7 +96,7 @@ func lookRedis(t testing.TB, name string) string {
 // startNode starts redis-server on a free port with the arguments args
 // returns for that port, retrying on another port if the first is taken,
 // and registers its kill with t.Cleanup. Nil if it never started.
-func startNode(t testing.TB, bin string, args func(port int) ([]string, error)) *RedisServer {
+func startNode(t testing.TB, bin string, args func(port int) ([]string, error)) *Server {
 	t.Helper()
 	var lastErr error
 	for range 3 {
@@ -118,10 +119,10 @@ func startNode(t testing.TB, bin string, args func(port int) ([]string, error)) 
 	return nil
 }
 
-// Addrs returns the address of every node, for redis.ClusterOptions.Addrs.
-func (c *RedisCluster) Addrs() []string {
-	addrs := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
+// addrs returns the address of every node, for redis.ClusterOptions.Addrs.
+func (c *Cluster) addrs() []string {
+	addrs := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
 		addrs[i] = n.Addr
 	}
 	return addrs
@@ -130,13 +131,13 @@ func (c *RedisCluster) Addrs() []string {
 // Client returns a cluster client, closed when the test ends. opts may be
 // nil; its Addrs are filled in, and its timeouts default to a failover-aware
 // 1s dial and read.
-func (c *RedisCluster) Client(t testing.TB, opts *redis.ClusterOptions) *redis.ClusterClient {
+func (c *Cluster) Client(t testing.TB, opts *redis.ClusterOptions) *redis.ClusterClient {
 	t.Helper()
 	o := redis.ClusterOptions{}
 	if opts != nil {
 		o = *opts
 	}
-	o.Addrs = c.Addrs()
+	o.Addrs = c.addrs()
 	if o.DialTimeout == 0 {
 		o.DialTimeout = time.Second
 	}
@@ -148,10 +149,10 @@ func (c *RedisCluster) Client(t testing.TB, opts *redis.ClusterOptions) *redis.C
 	return cc
 }
 
-// Alive returns the nodes whose process runs.
-func (c *RedisCluster) Alive() []*RedisServer {
-	var out []*RedisServer
-	for _, n := range c.Nodes {
+// alive returns the nodes whose process runs.
+func (c *Cluster) alive() []*Server {
+	var out []*Server
+	for _, n := range c.nodes {
 		if n.running() {
 			out = append(out, n)
 		}
@@ -160,9 +161,9 @@ func (c *RedisCluster) Alive() []*RedisServer {
 }
 
 // Primaries returns the live nodes that currently say they are primaries.
-func (c *RedisCluster) Primaries() ([]*RedisServer, error) {
-	var out []*RedisServer
-	for _, n := range c.Alive() {
+func (c *Cluster) Primaries() ([]*Server, error) {
+	var out []*Server
+	for _, n := range c.alive() {
 		role, err := nodeRole(n.Addr)
 		if err != nil {
 			return nil, err
@@ -174,28 +175,10 @@ func (c *RedisCluster) Primaries() ([]*RedisServer, error) {
 	return out, nil
 }
 
-// PrimaryFor returns the live primary that serves key's slot.
-func (c *RedisCluster) PrimaryFor(key string) (*RedisServer, error) {
-	primaries, err := c.Primaries()
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range primaries {
-		ok, err := servesKey(p.Addr, key)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return p, nil
-		}
-	}
-	return nil, fmt.Errorf("no live primary serves %q", key)
-}
-
 // WaitHealthy waits, at most timeout, until every live node reports
 // cluster_state:ok, all 16384 slots are served by three live primaries,
 // and every live replica's link to its primary is up.
-func (c *RedisCluster) WaitHealthy(timeout time.Duration) error {
+func (c *Cluster) WaitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -207,8 +190,8 @@ func (c *RedisCluster) WaitHealthy(timeout time.Duration) error {
 	return fmt.Errorf("cluster not healthy after %v: %w", timeout, last)
 }
 
-func (c *RedisCluster) healthy() error {
-	alive := c.Alive()
+func (c *Cluster) healthy() error {
+	alive := c.alive()
 	primaries := 0
 	for _, n := range alive {
 		info, err := nodeInfo(n.Addr, "CLUSTER", "INFO")
@@ -293,21 +276,8 @@ func nodeRole(addr string) (string, error) {
 	return info["role"], nil
 }
 
-// servesKey asks the node whether key's slot is its own: a primary answers
-// a read of a slot it does not serve with MOVED.
-func servesKey(addr, key string) (bool, error) {
-	_, err := nodeCommand(addr, "EXISTS", key)
-	if err == nil {
-		return true, nil
-	}
-	if strings.Contains(err.Error(), "MOVED") {
-		return false, nil
-	}
-	return false, err
-}
-
 // running reports whether the server's process is up (not killed).
-func (s *RedisServer) running() bool {
+func (s *Server) running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cmd != nil
@@ -315,12 +285,12 @@ func (s *RedisServer) running() bool {
 
 // Pause stops the server's process (SIGSTOP) without ending it, as a stalled
 // machine would; Resume continues it. A paused server is still "running".
-func (s *RedisServer) Pause() error { return s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server (SIGCONT).
-func (s *RedisServer) Resume() error { return s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
 
-func (s *RedisServer) signal(sig os.Signal) error {
+func (s *Server) signal(sig os.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
@@ -330,9 +300,9 @@ func (s *RedisServer) signal(sig os.Signal) error {
 }
 
 // Replicas returns the live nodes that currently say they are replicas.
-func (c *RedisCluster) Replicas() ([]*RedisServer, error) {
-	var out []*RedisServer
-	for _, n := range c.Alive() {
+func (c *Cluster) Replicas() ([]*Server, error) {
+	var out []*Server
+	for _, n := range c.alive() {
 		role, err := nodeRole(n.Addr)
 		if err != nil {
 			return nil, err

@@ -7,6 +7,10 @@ import (
 )
 
 func TestTokensAreDistinct256BitValuesFromCryptoRand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: a million tokens; run without -short")
+	}
+	t.Parallel()
 	const n = 1_000_000
 	seen := make(map[token]struct{}, n)
 	for range n {
