@@ -138,10 +138,11 @@ func (cc *cookieCodec) decode(value string) (userID string, t token, stale bool,
 	return "", t, false, errCookie
 }
 
-// cookie builds the Set-Cookie for a live session ending at expires.
-func (cc *cookieCodec) cookie(value string, expires, now time.Time) *http.Cookie {
+// cookie builds the Set-Cookie for a live session ending at expires. A
+// remembered session's cookie outlives the browser whatever SessionOnly says.
+func (cc *cookieCodec) cookie(value string, expires, now time.Time, remembered bool) *http.Cookie {
 	c := cc.base(value)
-	if !cc.options.SessionOnly {
+	if remembered || !cc.options.SessionOnly {
 		c.MaxAge = max(1, int(expires.Sub(now).Round(time.Second)/time.Second))
 	}
 	return c

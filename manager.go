@@ -29,6 +29,8 @@ type sessionEnv struct {
 	codec  *cookieCodec
 	events *eventLog
 	bearer bool // the token travels in headers, not in a cookie
+	// remember is the policy of a session logged in with Remember.
+	remember Policy
 }
 
 // New validates opts and returns a Manager. Every configuration error is
@@ -43,7 +45,7 @@ func New(opts Options) (*Manager, error) {
 	for i, s := range opts.Secrets {
 		secrets[i] = slices.Clone(s)
 	}
-	codec, err := newCookieCodec(secrets, cfg.cookie, cfg.lifetime)
+	codec, err := newCookieCodec(secrets, cfg.cookie, max(cfg.lifetime, cfg.rememberLifetime))
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +70,8 @@ func New(opts Options) (*Manager, error) {
 		events: &eventLog{logger: cfg.logger, observer: cfg.observer, hash: codec.logHash},
 		bearer: cfg.bearer,
 	}
+	m.env.remember = m.env.policy
+	m.env.remember.Lifetime, m.env.remember.IdleTimeout = cfg.rememberLifetime, cfg.rememberIdle
 	return m, nil
 }
 

@@ -16,6 +16,7 @@ const (
 	DefaultIdleTimeout        = 30 * time.Minute
 	DefaultLifetime           = 12 * time.Hour
 	DefaultTouchInterval      = time.Minute
+	DefaultRememberLifetime   = 30 * 24 * time.Hour
 
 	// MinSecretLength is the shortest secret New accepts: 256 bits.
 	MinSecretLength = 32
@@ -40,6 +41,14 @@ type Options struct {
 	// Lifetime ends a session this long after it was created or logged in,
 	// however active it is. Default 12h.
 	Lifetime time.Duration
+	// RememberLifetime is the absolute lifetime of a session logged in with
+	// LoginOptions{Remember: true} (a "remember me" checkbox), whose cookie
+	// also outlives the browser whatever Cookie.SessionOnly says. Default 30
+	// days. It may be shorter than Lifetime.
+	RememberLifetime time.Duration
+	// RememberIdleTimeout ends a remembered session not used for this long.
+	// Default: RememberLifetime (only the absolute end applies).
+	RememberIdleTimeout time.Duration
 	// TouchInterval is the most often a session's last-seen time is written.
 	// Reads in between cost no write. Default 1m.
 	TouchInterval time.Duration
@@ -93,7 +102,8 @@ type CookieOptions struct {
 	// HTTP during development only. Default false.
 	Insecure bool
 	// SessionOnly omits Max-Age, so the browser forgets the cookie when it
-	// closes. Default false: Max-Age runs to the session's absolute end.
+	// closes, except for a session logged in with LoginOptions{Remember:
+	// true}. Default false: Max-Age runs to the session's absolute end.
 	SessionOnly bool
 }
 
@@ -101,6 +111,8 @@ type CookieOptions struct {
 // cannot change a running Manager.
 type config struct {
 	idle, lifetime, touch time.Duration
+	rememberLifetime      time.Duration
+	rememberIdle          time.Duration
 	maxPerUser            int
 	cookie                CookieOptions
 	errorHandler          func(http.ResponseWriter, *http.Request, error)
@@ -112,16 +124,17 @@ type config struct {
 
 func (o *Options) validate() (config, error) {
 	c := config{
-		idle:         orDefault(o.IdleTimeout, DefaultIdleTimeout),
-		lifetime:     orDefault(o.Lifetime, DefaultLifetime),
-		touch:        orDefault(o.TouchInterval, DefaultTouchInterval),
-		maxPerUser:   o.MaxSessionsPerUser,
-		cookie:       o.Cookie,
-		errorHandler: o.ErrorHandler,
-		logger:       o.Logger,
-		clientIP:     o.ClientIP,
-		observer:     o.Observer,
-		bearer:       o.Bearer,
+		idle:             orDefault(o.IdleTimeout, DefaultIdleTimeout),
+		lifetime:         orDefault(o.Lifetime, DefaultLifetime),
+		touch:            orDefault(o.TouchInterval, DefaultTouchInterval),
+		rememberLifetime: orDefault(o.RememberLifetime, DefaultRememberLifetime),
+		maxPerUser:       o.MaxSessionsPerUser,
+		cookie:           o.Cookie,
+		errorHandler:     o.ErrorHandler,
+		logger:           o.Logger,
+		clientIP:         o.ClientIP,
+		observer:         o.Observer,
+		bearer:           o.Bearer,
 	}
 	if len(o.Secrets) == 0 {
 		return c, fmt.Errorf("%w: Secrets is empty", ErrInvalidOptions)
@@ -135,9 +148,12 @@ func (o *Options) validate() (config, error) {
 		namedDuration{"IdleTimeout", o.IdleTimeout},
 		namedDuration{"Lifetime", o.Lifetime},
 		namedDuration{"TouchInterval", o.TouchInterval},
+		namedDuration{"RememberLifetime", o.RememberLifetime},
+		namedDuration{"RememberIdleTimeout", o.RememberIdleTimeout},
 	); err != nil {
 		return c, err
 	}
+	c.rememberIdle = orDefault(o.RememberIdleTimeout, c.rememberLifetime)
 	if o.MaxSessionsPerUser < 0 {
 		return c, fmt.Errorf("%w: MaxSessionsPerUser is negative", ErrInvalidOptions)
 	}

@@ -50,8 +50,9 @@ const (
 // pendingRotation is a Login or Renew waiting for the response to start.
 type pendingRotation struct {
 	userID string
-	id     string // the new public ID (Login)
-	renew  bool
+	id       string // the new public ID (Login)
+	renew    bool
+	remember bool // LoginOptions.Remember
 }
 
 type cookieAction int
@@ -193,6 +194,21 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 // logged in when it is not; if the handler panics or answers 5xx, nothing
 // changes. Call it after the user has authenticated.
 func (s *Session) Login(ctx context.Context, userID string) error {
+	return s.LoginWith(ctx, userID, LoginOptions{})
+}
+
+// LoginOptions are the choices an application makes at one login.
+// The zero value is an ordinary login.
+type LoginOptions struct {
+	// Remember is a "remember me" login: the session lives for
+	// Options.RememberLifetime (idle: RememberIdleTimeout) and its cookie
+	// outlives the browser, whatever CookieOptions.SessionOnly says. The
+	// choice survives Renew and shows in Info.Remembered.
+	Remember bool
+}
+
+// LoginWith is Login with choices: see LoginOptions.
+func (s *Session) LoginWith(ctx context.Context, userID string, o LoginOptions) error {
 	if err := ValidateUserID(userID); err != nil {
 		return err
 	}
@@ -205,7 +221,7 @@ func (s *Session) Login(ctx context.Context, userID string) error {
 	if s.phase != phaseOpen {
 		return ErrHeadersWritten
 	}
-	s.pending = &pendingRotation{userID: userID, id: id.String()}
+	s.pending = &pendingRotation{userID: userID, id: id.String(), remember: o.Remember}
 	return nil
 }
 
@@ -364,7 +380,7 @@ func (s *Session) writeCookie(h http.Header) error {
 	}
 	c := codec.expired()
 	if v != "" {
-		c = codec.cookie(v, s.rec.Expires, time.Now())
+		c = codec.cookie(v, s.rec.Expires, time.Now(), s.rec.Remembered)
 	}
 	setCookieHeaders(h, c)
 	return nil
@@ -377,16 +393,20 @@ func (s *Session) rotateLocked(ctx context.Context, p *pendingRotation) error {
 	if err != nil {
 		return err
 	}
-	rec := Record{Info: Info{ID: p.id}, Values: s.rec.Values}
+	rec := Record{Info: Info{ID: p.id, Remembered: p.remember}, Values: s.rec.Values}
 	if p.renew {
 		rec = s.rec
 	}
 	rec.UserAgent, rec.IP = s.client.UserAgent, s.client.IP
+	policy := env.policy
+	if rec.Remembered {
+		policy = env.remember
+	}
 	rot := Rotation{To: Key{UserID: p.userID, Hash: tok.hash()}, Record: rec, Change: s.change(), Renew: p.renew}
 	if s.stored {
 		rot.From = s.key
 	}
-	out, err := env.store.Rotate(ctx, rot, env.policy)
+	out, err := env.store.Rotate(ctx, rot, policy)
 	if errors.Is(err, ErrNotFound) && p.renew {
 		s.ended(ctx, err)
 		return nil

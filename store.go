@@ -88,6 +88,9 @@ type Info struct {
 	Expires   time.Time // absolute end; idle expiry may come sooner
 	UserAgent string
 	IP        string
+	// Remembered: logged in with LoginOptions.Remember, so the session
+	// has the longer remembered lifetime and its cookie outlives the browser.
+	Remembered bool
 }
 
 // Record is everything a Store keeps for one session. Store.Create says
@@ -149,6 +152,9 @@ type Rotation struct {
 type Client struct {
 	UserAgent string
 	IP        string
+	// Remembered: logged in with LoginOptions.Remember, so the session
+	// has the longer remembered lifetime and its cookie outlives the browser.
+	Remembered bool
 }
 
 // Policy carries the Manager's timing options into each store call. Stores

@@ -36,7 +36,9 @@ type memEntry struct {
 	key      Key
 	rec      Record
 	idleEnds time.Time
-	elem     *list.Element
+	// rememberedIdle is a remembered session's own idle timeout; 0: the Policy's.
+	rememberedIdle time.Duration
+	elem           *list.Element
 }
 
 // MemoryOption configures NewMemoryStore.
@@ -157,9 +159,14 @@ func (s *MemoryStore) remove(e *memEntry) {
 	}
 }
 
-// slide restarts the idle clock, never past the absolute end.
+// slide restarts the idle clock, never past the absolute end. A
+// remembered session slides by the idle timeout it was created with.
 func (e *memEntry) slide(now time.Time, p Policy) {
-	e.idleEnds = now.Add(p.IdleTimeout)
+	idle := p.IdleTimeout
+	if e.rememberedIdle > 0 {
+		idle = e.rememberedIdle
+	}
+	e.idleEnds = now.Add(idle)
 	if e.idleEnds.After(e.rec.Expires) {
 		e.idleEnds = e.rec.Expires
 	}
@@ -206,6 +213,9 @@ func (s *MemoryStore) insert(k Key, rec Record, now time.Time, p Policy) (Record
 	rec.UserID = k.UserID
 	rec.Values = copyValues(rec.Values)
 	e := &memEntry{key: k, rec: rec}
+	if rec.Remembered {
+		e.rememberedIdle = p.IdleTimeout
+	}
 	e.slide(now, p)
 	for len(s.sessions) >= s.max {
 		s.remove(s.lru.Back().Value.(*memEntry))
