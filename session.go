@@ -49,7 +49,7 @@ const (
 
 // pendingRotation is a Login or Renew waiting for the response to start.
 type pendingRotation struct {
-	userID string
+	userID   string
 	id       string // the new public ID (Login)
 	renew    bool
 	remember bool // LoginOptions.Remember
