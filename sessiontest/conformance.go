@@ -581,6 +581,29 @@ var storeTests = []struct {
 			}
 		}
 	}},
+	{"a rotation within a user keeps the cap on the user's sessions", func(e *env) {
+		keys := []session.Key{NewKey("pat"), NewKey("pat"), NewKey("pat")}
+		var first session.Record
+		for i, k := range keys {
+			rec := e.create(k, nil)
+			if i == 0 {
+				first = rec
+			}
+			e.wait(3 * e.unit) // past the touch interval, so last-seen times differ
+		}
+		e.load(keys[2])
+		e.p.MaxSessionsPerUser = 2 // lowered: pat has one session too many
+		to := NewKey("pat")
+		if _, err := e.store.Rotate(e.ctx, session.Rotation{From: keys[0], To: to, Record: first, Renew: true}, e.p); err != nil {
+			e.t.Fatal(err)
+		}
+		e.mustBeGone(keys[1]) // the least recently seen of the others
+		e.load(keys[2])
+		e.load(to)
+		if ids := e.ids("pat"); len(ids) != 2 {
+			e.t.Errorf("pat has %d sessions, want 2", len(ids))
+		}
+	}},
 	{"list shows a user's live sessions and no one else's", func(e *env) {
 		users := []string{"a", "a*", "ab", "a}b", "b", "{a}", "a:b", "a\nb", "A"}
 		for _, u := range users {
