@@ -56,12 +56,14 @@ type Store interface {
 	// Rotation and revocation: when r.From and r.To belong to the same user
 	// (a renewal of a user's session, or a new login of the same user), the
 	// rotation is atomic with that user's Revoke and RevokeAll. The session
-	// is live under exactly one of its tokens at every moment, so Revoke by
-	// its public ID finds it; a revocation that runs first makes a renewal
-	// fail with ErrNotFound and create nothing; one that runs after ends
-	// r.To. Hence once a renewal and a revocation of its user have both
-	// returned, whatever their order, the session is not live under either
-	// token. Otherwise (a login from an anonymous session or from another
+	// is live under exactly one of its tokens at every moment (so Revoke by
+	// the public ID a renewal keeps finds it under one or the other); a
+	// revocation that runs first makes a renewal fail with ErrNotFound and
+	// create nothing; one that runs after ends r.To. Hence once a renewal
+	// and a revocation of its user have both returned, whatever their
+	// order, the session is not live under either token. (Delete names a
+	// token, not a session: a Delete of r.From that runs after the rotation
+	// finds nothing, and r.To stays.) Otherwise (a login from an anonymous session or from another
 	// user's, a renewal of an anonymous session) a store may take two
 	// steps, but then it creates r.To first and ends r.From second; r.To is
 	// a session of its user like any other from the moment it is created,
