@@ -48,8 +48,40 @@ type Store interface {
 	Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error)
 
 	// Rotate moves a session to a new token (and for Login to a new user):
-	// r.From stops existing and r.To holds the values r.From held when
-	// Rotate ran, with r.Change applied on top. Returns the new record.
+	// r.From stops existing and r.To holds the values r.From holds when
+	// Rotate takes it over (so a write another request made after this one
+	// loaded r.From is kept), with r.Change applied on top field by field.
+	// Returns the new record.
+	//
+	// A rotation never loses the session: when Rotate fails, r.From is as
+	// it was and r.To absent, or r.To is complete; never neither. All that
+	// can refuse it (r.To exists, the store is out of memory or cannot be
+	// reached) must refuse before r.From is touched.
+	//
+	// Rotation and revocation: when r.From and r.To belong to the same user
+	// (a renewal of a user's session, or a new login of the same user), the
+	// rotation is atomic with that user's Revoke and RevokeAll. The session
+	// is live under exactly one of its tokens at every moment (so Revoke by
+	// the public ID a renewal keeps finds it under one or the other); a
+	// revocation that runs first makes a renewal fail with ErrNotFound and
+	// create nothing; one that runs after ends r.To. Hence once a renewal
+	// and a revocation of its user have both returned, whatever their
+	// order, the session is not live under either token. (Delete names a
+	// token, not a session: a Delete of r.From that runs after the rotation
+	// finds nothing, and r.To stays.) Otherwise (a login from an anonymous session or from another
+	// user's, a renewal of an anonymous session) a store may take two
+	// steps, but then it creates r.To first and ends r.From second; r.To is
+	// a session of its user like any other from the moment it is created,
+	// so a RevokeAll of that user that the store runs after the create ends
+	// it, even before Rotate returns. One that ran before the create does
+	// not: a login is a new authentication. A renewal whose r.From ends
+	// before the second step (a logout racing it) fails with ErrNotFound and
+	// leaves no r.To. If the second step's outcome is unknown (a connection
+	// lost between the steps), a store may report success only where the
+	// old token grants nothing: a login from an anonymous session, whose
+	// old token then still opens an anonymous session with the values it
+	// had, until its idle timeout. A renewal, whose point is that the old
+	// token stops working, then fails.
 	Rotate(ctx context.Context, r Rotation, p Policy) (Record, error)
 
 	// Delete removes the session. Deleting a missing session is not an error.

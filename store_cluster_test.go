@@ -443,6 +443,22 @@ func TestRedisSentinelWaitReplicas(t *testing.T) {
 	testWaitReplicas(t, sentinel.Client(t, nil), replicas)
 }
 
+// timeRotation times a Rotate of a fresh session of from to one of user "wait":
+// a renewal if renew, else a login.
+func timeRotation(t *testing.T, store session.Store, from string, renew bool) time.Duration {
+	t.Helper()
+	k := sessiontest.NewKey(from)
+	rec, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}, Values: map[string]string{"a": "1"}}, testPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := store.Rotate(t.Context(), session.Rotation{From: k, To: sessiontest.NewKey("wait"), Record: rec, Renew: renew}, testPolicy); err != nil {
+		t.Fatalf("Rotate (renew %v): %v", renew, err)
+	}
+	return time.Since(start)
+}
+
 // testWaitReplicas shows that with WaitReplicas a logout waits for a
 // replica: at once while the replicas run, for WaitTimeout (and no more,
 // and without failing) while they are paused. That it waits at all shows
@@ -471,6 +487,13 @@ func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*rediste
 	if d := logout(durable); d > waitTimeout/2 {
 		t.Errorf("a logout waiting for running replicas took %v", d)
 	}
+	// Every script on every primary, so that none is timed with a NOSCRIPT
+	// (which costs runDurable one more WAIT): anonymous keys spread over
+	// the slots.
+	for range 20 {
+		timeRotation(t, durable, "wait", true)
+		timeRotation(t, durable, "", false)
+	}
 	for _, r := range replicas {
 		if err := r.Pause(); err != nil {
 			t.Fatal(err)
@@ -478,11 +501,21 @@ func testWaitReplicas(t *testing.T, c redis.UniversalClient, replicas []*rediste
 		t.Cleanup(func() { r.Resume() })
 	}
 	paused, unpaused := logout(durable), logout(plain)
+	// A renewal of a user's session is one script, so it waits once; a
+	// login from an anonymous session is two steps, each of which waits.
+	renewal, login := timeRotation(t, durable, "wait", true), timeRotation(t, durable, "", false)
 	for _, r := range replicas {
 		if err := r.Resume(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if renewal < waitTimeout || renewal >= 2*waitTimeout {
+		t.Errorf("a renewal waiting for paused replicas took %v, want about one WaitTimeout (%v)", renewal, waitTimeout)
+	}
+	if login < 2*waitTimeout || login >= 3*waitTimeout {
+		t.Errorf("a login from an anonymous session waiting for paused replicas took %v, want about two WaitTimeouts (%v each)", login, waitTimeout)
+	}
+	t.Logf("with the replicas paused, a renewal took %v, a login from an anonymous session %v", renewal.Round(time.Millisecond), login.Round(time.Millisecond))
 	if paused < waitTimeout || paused > waitTimeout+500*time.Millisecond {
 		t.Errorf("a logout waiting for paused replicas took %v, want about the %v WaitTimeout", paused, waitTimeout)
 	}

@@ -353,7 +353,10 @@ func parseCounter(v string) (int64, bool) {
 	return n, err == nil
 }
 
-// Rotate implements Store.
+// Rotate implements Store. It runs under the store's lock, so it is atomic
+// with every other call: a revocation comes wholly before or after it. All
+// that can refuse the rotation is checked before the old session goes, so a
+// refused rotation leaves it untouched.
 func (s *MemoryStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, error) {
 	if err := checkKey(r.To); err != nil {
 		return Record{}, err
@@ -361,18 +364,20 @@ func (s *MemoryStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	rec := r.Record
-	old, found := (*memEntry)(nil), false
+	var old *memEntry
 	if !r.From.IsZero() {
-		old, found = s.live(r.From, now)
+		old, _ = s.live(r.From, now)
 	}
-	if r.Renew && !found {
+	if r.Renew && old == nil {
 		return Record{}, ErrNotFound
 	}
+	if _, exists := s.live(r.To, now); exists {
+		return Record{}, errSessionExists
+	}
+	rec := r.Record
 	values := rec.Values
-	if found {
+	if old != nil {
 		values = old.rec.Values
-		s.remove(old)
 	}
 	rec.Values = r.Change.apply(values)
 	if r.Renew {
@@ -380,7 +385,13 @@ func (s *MemoryStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record,
 	} else {
 		rec.Created, rec.Expires = now, now.Add(p.Lifetime)
 	}
+	if !now.Before(rec.Expires) {
+		return Record{}, ErrNotFound
+	}
 	rec.LastSeen = now
+	if old != nil {
+		s.remove(old)
+	}
 	return s.insert(r.To, rec, now, p)
 }
 

@@ -187,6 +187,7 @@ var (
 	scriptIncr      = loadScript("incr")
 	scriptCreate    = loadScript("create")
 	scriptTakeover  = loadScript("takeover")
+	scriptRotate    = loadScript("rotate")
 	scriptDelete    = loadScript("delete")
 	scriptList      = loadScript("list")
 	scriptRevoke    = loadScript("revoke")
@@ -209,6 +210,10 @@ const (
 // errSessionExists: Create found the key taken. With 256-bit tokens this
 // only happens when a create is replayed (FallbackStore's recovery).
 var errSessionExists = errors.New("session: create: a session with this token already exists")
+
+// errRotationIncomplete: a rotation across slots created the new session
+// but could not confirm the old one is gone.
+var errRotationIncomplete = errors.New("session: redis rotate: incomplete")
 
 // Why a script found no live session; each wraps ErrNotFound.
 var (
@@ -456,120 +461,158 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 	return 0, fmt.Errorf("session: redis incr: unexpected reply %v", res)
 }
 
-// Rotate implements Store. Old and new keys may sit in different cluster
-// slots, so they cannot share a script; instead the takeover of the old
-// session and the creation of the new one go out in one pipeline (one
-// round trip). In the rare case the old session changed since the request
-// loaded it, a second call brings those changes over; if it is gone and
-// this is a renewal, the new session is deleted again.
+// Rotate implements Store.
+//
+// A rotation between two sessions of one user (a renewal of a user's
+// session, or a new login of the same user) is one script: the user's keys
+// share a cluster slot. It checks the old session is live, and in one step
+// deletes it and creates the new one from its values as they are then, with
+// r.Change on top. So it is atomic with every other call on the user's
+// sessions: a Revoke or RevokeAll runs wholly before it (and a renewal then
+// fails with ErrNotFound) or wholly after it (and ends the new session). It
+// costs one round trip (script and WAIT in one pipeline with WaitReplicas).
+// If the old session is gone and this is a login, the new one is created
+// from r.Record's values instead, in a second round trip.
+//
+// Any other rotation (a login from an anonymous session or from another
+// user's, a renewal of an anonymous session) has its two keys in different
+// slots, and takes two steps, in this order:
+//
+//  1. Create the new session. If that fails (Redis out of memory, a
+//     timeout, anything), Rotate returns the error and the old session is
+//     untouched. A user's session is created atomically with that user's
+//     generation: a RevokeAll of the user that Redis runs after this step,
+//     even before Rotate returns, ends the new session; one that Redis ran
+//     before it does not, as the login is a new authentication.
+//  2. Take the old session over: read its values and delete it. If it has
+//     changed since the request loaded it, one Update (a third round trip,
+//     rare) brings the changes over. If it is gone and this is a renewal,
+//     the new session is deleted again and Rotate returns ErrNotFound: a
+//     renewal cannot outlive a logout of the session it renews.
+//
+// If step 2 fails (a lost connection, a timeout: Redis may or may not have
+// run it), the new session exists and the old one may still exist. For a
+// login from an anonymous session Rotate then returns the new session with
+// no error: the old token gives no identity, only the values it held
+// before the login, and it ends on its idle timeout. For a renewal, whose
+// purpose is that the old token stops working, and for a login from a
+// user's session, it returns an error (wrapping the cause) that says so;
+// the new session, which no one holds the token of, is left to expire on
+// its idle timeout, since deleting it could leave neither session if the
+// takeover did happen.
 func (s *RedisStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, error) {
-	rec := r.Record
-	values := r.Change.apply(rec.Values)
-	createKeys, createArgs, err := s.createCall(r.To, rec, values, p, r.Renew)
-	if err != nil {
-		return Record{}, err
-	}
 	if r.From.IsZero() {
 		if r.Renew {
 			return Record{}, ErrNotFound
 		}
-		res, err := s.runDurable(ctx, scriptCreate, createKeys, createArgs...)
-		if err != nil {
-			return Record{}, fmt.Errorf("session: redis rotate: %w", err)
-		}
-		return created(r.To, rec, values, res)
+		return s.rotateCreate(ctx, r, p)
 	}
+	if r.From.UserID != "" && r.From.UserID == r.To.UserID {
+		return s.rotateInPlace(ctx, r, p)
+	}
+	return s.rotateAcross(ctx, r, p)
+}
+
+// rotateCreate creates r.To from r.Record's values with r.Change on top:
+// the first step of a rotation across slots, and all of one from an
+// unstored or vanished session.
+func (s *RedisStore) rotateCreate(ctx context.Context, r Rotation, p Policy) (Record, error) {
+	values := r.Change.apply(r.Record.Values)
+	keys, args, err := s.createCall(r.To, r.Record, values, p, r.Renew)
+	if err != nil {
+		return Record{}, err
+	}
+	res, err := s.runDurable(ctx, scriptCreate, keys, args...)
+	if err != nil {
+		return Record{}, fmt.Errorf("session: redis rotate: %w", err)
+	}
+	return created(r.To, r.Record, values, res)
+}
+
+// rotateInPlace rotates between two sessions of one user in one script.
+func (s *RedisStore) rotateInPlace(ctx context.Context, r Rotation, p Policy) (Record, error) {
 	fromKeys, err := s.keys(r.From)
 	if err != nil {
 		return Record{}, err
 	}
-	replies, err := s.takeoverAndCreate(ctx, r, fromKeys, createKeys, createArgs)
+	toKeys, err := s.keys(r.To)
+	if err != nil {
+		return Record{}, err
+	}
+	renew := "0"
+	if r.Renew {
+		renew = "1"
+	}
+	args := make([]any, 0, 12+2*len(r.Change.Set)+len(r.Change.Delete))
+	args = append(args, r.From.Hash, r.From.UserID, millis(p.IdleTimeout), millis(p.Lifetime), renew,
+		p.MaxSessionsPerUser, s.userPrefix(r.From.UserID), r.To.Hash,
+		r.Record.ID, r.Record.UserAgent, r.Record.IP, len(r.Change.Set))
+	for name, v := range r.Change.Set {
+		args = append(args, valuePrefix+name, v)
+	}
+	for _, name := range r.Change.Delete {
+		args = append(args, valuePrefix+name)
+	}
+	res, err := s.runDurable(ctx, scriptRotate, append(fromKeys, toKeys[0]), args...)
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis rotate: %w", err)
 	}
-	out, err := created(r.To, rec, values, replies[1])
+	if code, ok := res.(int64); ok && code <= 0 && !r.Renew {
+		// The old session ended since the request loaded it: a login
+		// starts a new session anyway, from the values the request saw.
+		return s.rotateCreate(ctx, r, p)
+	}
+	return parseHash(r.To, res)
+}
+
+// rotateAcross rotates between keys in different slots: create the new
+// session first, then take the old one over (see Rotate).
+func (s *RedisStore) rotateAcross(ctx context.Context, r Rotation, p Policy) (Record, error) {
+	fromKeys, err := s.keys(r.From)
 	if err != nil {
 		return Record{}, err
 	}
-	old, err := parseHash(r.From, replies[0])
+	out, err := s.rotateCreate(ctx, r, p)
+	if err != nil {
+		return Record{}, err
+	}
+	res, err := s.runDurable(ctx, scriptTakeover, fromKeys, r.From.Hash, r.From.UserID)
+	if err != nil {
+		if r.From.UserID == "" && !r.Renew {
+			return out, nil
+		}
+		return Record{}, fmt.Errorf("%w: the new session exists; the old one may still exist: %w", errRotationIncomplete, err)
+	}
+	old, err := parseHash(r.From, res)
 	switch {
 	case err != nil && r.Renew:
 		if delErr := s.Delete(ctx, r.To); delErr != nil {
-			return Record{}, fmt.Errorf("session: redis rotate: undoing renewal of a revoked session: %w", delErr)
+			return Record{}, fmt.Errorf("session: redis rotate: undoing the renewal of an ended session: %w", delErr)
 		}
 		return Record{}, err
-	case err != nil || maps.Equal(old.Values, rec.Values):
+	case err != nil || maps.Equal(old.Values, r.Record.Values):
 		return out, nil
 	}
-	// Another request changed the old session after this one loaded it.
+	// Another request changed the old session after this one loaded it:
+	// write the difference between what was created and what it should be.
 	want := r.Change.apply(old.Values)
 	fix := Change{Set: map[string]string{}}
 	for name, v := range want {
-		if cur, ok := values[name]; !ok || cur != v {
+		if cur, ok := out.Values[name]; !ok || cur != v {
 			fix.Set[name] = v
 		}
 	}
-	for name := range values {
+	for name := range out.Values {
 		if _, ok := want[name]; !ok {
 			fix.Delete = append(fix.Delete, name)
 		}
 	}
 	if err := s.Update(ctx, r.To, fix, p); err != nil {
-		return Record{}, err
+		// ErrNotFound: a revocation ended the new session since step 1.
+		// Otherwise the new session is whole but for that change.
+		return Record{}, fmt.Errorf("session: redis rotate: carrying over a concurrent change: %w", err)
 	}
 	out.Values = want
-	return out, nil
-}
-
-// takeoverAndCreate ends the old session and creates the new one, in one
-// pipeline; with WaitReplicas, one after the other, each waiting for its
-// replicas (the two may live on different primaries).
-func (s *RedisStore) takeoverAndCreate(ctx context.Context, r Rotation, fromKeys, createKeys []string, createArgs []any) ([]any, error) {
-	takeoverArgs := []any{r.From.Hash, r.From.UserID}
-	if s.waitReplicas == 0 {
-		return s.pipelineScripts(ctx, []scriptCall{
-			{scriptTakeover, fromKeys, takeoverArgs},
-			{scriptCreate, createKeys, createArgs},
-		})
-	}
-	old, err := s.runDurable(ctx, scriptTakeover, fromKeys, takeoverArgs...)
-	if err != nil {
-		return nil, err
-	}
-	created, err := s.runDurable(ctx, scriptCreate, createKeys, createArgs...)
-	if err != nil {
-		return nil, err
-	}
-	return []any{old, created}, nil
-}
-
-type scriptCall struct {
-	script *redis.Script
-	keys   []string
-	args   []any
-}
-
-// pipelineScripts runs calls by EVALSHA in one pipeline, falling back to
-// EVAL for any that the node (or a newly promoted one) has not cached yet.
-func (s *RedisStore) pipelineScripts(ctx context.Context, calls []scriptCall) ([]any, error) {
-	pipe := s.c.Pipeline()
-	cmds := make([]*redis.Cmd, len(calls))
-	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-	}
-	_, _ = pipe.Exec(ctx) // each command's own error is checked below
-	out := make([]any, len(calls))
-	for i, cmd := range cmds {
-		res, err := cmd.Result()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			res, err = calls[i].script.Eval(ctx, s.c, calls[i].keys, calls[i].args...).Result()
-		}
-		if err != nil {
-			s.noteFailure(err)
-			return nil, err
-		}
-		out[i] = res
-	}
 	return out, nil
 }
 

@@ -20,27 +20,7 @@ if KEYS[2] then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
   redis.call('ZADD', KEYS[3], x, ARGV[1])
   extend(KEYS[3], left)
-  local cap = tonumber(ARGV[7])
-  if cap > 0 and redis.call('ZCARD', KEYS[3]) > cap then
-    -- Revoke the least recently seen others until the cap holds.
-    local others = {}
-    for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-      if m ~= ARGV[1] then
-        local v = redis.call('HMGET', ARGV[8] .. m, '@s', '@g')
-        if v[1] and v[2] == g then
-          others[#others + 1] = {m, tonumber(v[1]) or 0}
-        else
-          redis.call('DEL', ARGV[8] .. m)
-          redis.call('ZREM', KEYS[3], m)
-        end
-      end
-    end
-    table.sort(others, function(a, b) return a[2] < b[2] end)
-    for i = 1, #others + 1 - cap do
-      redis.call('DEL', ARGV[8] .. others[i][1])
-      redis.call('ZREM', KEYS[3], others[i][1])
-    end
-  end
+  cap_sessions(KEYS[3], ARGV[1], g, tonumber(ARGV[7]), ARGV[8])
 end
 redis.call('HSET', KEYS[1], '@u', ARGV[2], '@c', ms(c), '@s', ms(now), '@x', ms(x), '@g', g)
 for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end

@@ -61,3 +61,28 @@ local function extend(key, ms)
   local t = redis.call('PTTL', key)
   if t == -1 or (t >= 0 and t < ms) then redis.call('PEXPIRE', key, ms) end
 end
+
+-- cap_sessions revokes the least recently seen of a user's sessions (index
+-- idx, generation g, keys prefix .. member) until at most cap are left,
+-- never keep; on the way it drops sessions of another generation. A cap of
+-- 0 means none.
+local function cap_sessions(idx, keep, g, cap, prefix)
+  if cap <= 0 or redis.call('ZCARD', idx) <= cap then return end
+  local others = {}
+  for _, m in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
+    if m ~= keep then
+      local v = redis.call('HMGET', prefix .. m, '@s', '@g')
+      if v[1] and v[2] == g then
+        others[#others + 1] = {m, tonumber(v[1]) or 0}
+      else
+        redis.call('DEL', prefix .. m)
+        redis.call('ZREM', idx, m)
+      end
+    end
+  end
+  table.sort(others, function(a, b) return a[2] < b[2] end)
+  for i = 1, #others + 1 - cap do
+    redis.call('DEL', prefix .. others[i][1])
+    redis.call('ZREM', idx, others[i][1])
+  end
+end

@@ -437,19 +437,24 @@ var storeTests = []struct {
 		}
 	}},
 	{"renewal keeps the ID, creation time and absolute end", func(e *env) {
-		from := NewKey("alice")
-		old := e.create(from, map[string]string{"a": "1"})
-		e.wait(3 * e.unit)
-		to := NewKey("alice")
-		rec, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p)
-		if err != nil {
-			e.t.Fatal(err)
+		for _, user := range []string{"alice", ""} {
+			from := NewKey(user)
+			old := e.create(from, map[string]string{"a": "1"})
+			e.wait(3 * e.unit)
+			to := NewKey(user)
+			rec, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			got := e.load(to)
+			if got.ID != old.ID || !got.Created.Equal(old.Created) || !got.Expires.Equal(old.Expires) || !rec.Expires.Equal(old.Expires) || rec.ID != old.ID {
+				e.t.Errorf("user %q: renewed %+v, old %+v", user, got, old)
+			}
+			if !maps.Equal(got.Values, old.Values) || got.UserID != user {
+				e.t.Errorf("user %q: renewed values %v of %q, want %v", user, got.Values, got.UserID, old.Values)
+			}
+			e.mustBeGone(from)
 		}
-		got := e.load(to)
-		if got.ID != old.ID || !got.Created.Equal(old.Created) || !got.Expires.Equal(old.Expires) || !rec.Expires.Equal(old.Expires) {
-			e.t.Errorf("renewed %+v, old %+v", got, old)
-		}
-		e.mustBeGone(from)
 	}},
 	{"renewal of an ended session fails and creates nothing", func(e *env) {
 		from := NewKey("alice")
@@ -478,6 +483,180 @@ var storeTests = []struct {
 		want := map[string]string{"a": "9", "b": "2", "c": "3"}
 		if got := e.load(to).Values; !maps.Equal(got, want) {
 			e.t.Errorf("Values = %v, want %v", got, want)
+		}
+	}},
+	{"a renewal carries over a change made after the load, with the request's change on top", func(e *env) {
+		for _, user := range []string{"hana", ""} {
+			from := NewKey(user)
+			loaded := e.create(from, map[string]string{"a": "1", "b": "1", "c": "1"})
+			// Another request writes between this one's load and its renewal.
+			if err := e.store.Update(e.ctx, from, session.Change{Set: map[string]string{"b": "2", "d": "4"}, Delete: []string{"c"}}, e.p); err != nil {
+				e.t.Fatal(err)
+			}
+			to := NewKey(user)
+			rec, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: loaded, Renew: true,
+				Change: session.Change{Set: map[string]string{"a": "9"}, Delete: []string{"d"}}}, e.p)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			want := map[string]string{"a": "9", "b": "2"}
+			if got := e.load(to).Values; !maps.Equal(got, want) || !maps.Equal(rec.Values, want) {
+				e.t.Errorf("user %q: stored values %v, returned %v; want %v", user, got, rec.Values, want)
+			}
+			e.mustBeGone(from)
+		}
+	}},
+	{"a new login of the same user starts a new ID and lifetime with the current values", func(e *env) {
+		from := NewKey("ivan")
+		loaded := e.create(from, map[string]string{"a": "1"})
+		if err := e.store.Update(e.ctx, from, session.Change{Set: map[string]string{"b": "2"}}, e.p); err != nil {
+			e.t.Fatal(err)
+		}
+		e.wait(3 * e.unit)
+		to := NewKey("ivan")
+		rec, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to,
+			Record: session.Record{Info: session.Info{ID: "ivan-2", UserAgent: "ua"}, Values: loaded.Values},
+			Change: session.Change{Set: map[string]string{"c": "3"}}}, e.p)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got := e.load(to)
+		want := map[string]string{"a": "1", "b": "2", "c": "3"}
+		if got.ID != "ivan-2" || rec.ID != "ivan-2" || !maps.Equal(got.Values, want) || !maps.Equal(rec.Values, want) {
+			e.t.Errorf("new login: stored %+v, returned %+v; want ID ivan-2 and values %v", got, rec, want)
+		}
+		if !got.Created.After(loaded.Created) || got.Expires.Sub(got.Created) != e.p.Lifetime {
+			e.t.Errorf("new login: Created %v (old %v), Expires %v; want a new lifetime", got.Created, loaded.Created, got.Expires)
+		}
+		e.mustBeGone(from)
+		if ids := e.ids("ivan"); !slices.Equal(ids, []string{"ivan-2"}) {
+			e.t.Errorf("ivan's sessions = %v", ids)
+		}
+	}},
+	{"a refused rotation leaves the old session as it was", func(e *env) {
+		// The new key is taken, so every store must refuse; what it may not
+		// do is end the old session on the way.
+		for _, tc := range []struct {
+			name     string
+			from, to string
+			renew    bool
+		}{
+			{"login from an anonymous session", "", "jo", false},
+			{"login from another user's session", "kai", "jo", false},
+			{"new login of the same user", "jo", "jo", false},
+			{"renewal of a user's session", "jo", "jo", true},
+			{"renewal of an anonymous session", "", "", true},
+		} {
+			from, to := NewKey(tc.from), NewKey(tc.to)
+			old := e.create(from, map[string]string{"a": "1"})
+			taken := e.create(to, map[string]string{"other": "1"})
+			_, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Renew: tc.renew,
+				Record: session.Record{Info: session.Info{ID: "new-" + tc.name}, Values: old.Values},
+				Change: session.Change{Set: map[string]string{"b": "2"}}}, e.p)
+			if err == nil {
+				e.t.Errorf("%s onto a taken key succeeded", tc.name)
+				continue
+			}
+			client := session.Client{UserAgent: "ua", IP: "192.0.2.1"}
+			if got, lerr := e.store.Load(e.ctx, from, client, e.p); lerr != nil || got.ID != old.ID || !maps.Equal(got.Values, old.Values) {
+				e.t.Errorf("%s refused (%v): the old session loads %q %v, %v; want %q %v", tc.name, err, got.ID, got.Values, lerr, old.ID, old.Values)
+			}
+			if got, lerr := e.store.Load(e.ctx, to, client, e.p); lerr != nil || got.ID != taken.ID || !maps.Equal(got.Values, taken.Values) {
+				e.t.Errorf("%s refused (%v): the taken session loads %q %v, %v; want %q %v", tc.name, err, got.ID, got.Values, lerr, taken.ID, taken.Values)
+			}
+			for _, k := range []session.Key{from, to} {
+				if err := e.store.Delete(e.ctx, k); err != nil {
+					e.t.Fatal(err)
+				}
+			}
+		}
+	}},
+	{"renewal after a revocation by public ID fails and creates nothing", func(e *env) {
+		from := NewKey("lena")
+		old := e.create(from, map[string]string{"a": "1"})
+		if err := e.store.Revoke(e.ctx, "lena", old.ID); err != nil {
+			e.t.Fatal(err)
+		}
+		to := NewKey("lena")
+		if _, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p); !errors.Is(err, session.ErrNotFound) {
+			e.t.Fatalf("Rotate: err = %v, want ErrNotFound", err)
+		}
+		e.mustBeGone(to)
+		if ids := e.ids("lena"); len(ids) != 0 {
+			e.t.Errorf("lena's sessions = %v", ids)
+		}
+	}},
+	{"renewal of a deleted anonymous session fails and creates nothing", func(e *env) {
+		from := NewKey("")
+		old := e.create(from, map[string]string{"a": "1"})
+		if err := e.store.Delete(e.ctx, from); err != nil {
+			e.t.Fatal(err)
+		}
+		to := NewKey("")
+		if _, err := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p); !errors.Is(err, session.ErrNotFound) {
+			e.t.Fatalf("Rotate: err = %v, want ErrNotFound", err)
+		}
+		e.mustBeGone(to)
+	}},
+	{"a renewal racing a revocation of its user never outlives it", func(e *env) {
+		// Whichever runs first, nothing of the user may be live afterwards:
+		// a revocation before the renewal makes it fail, one after ends the
+		// renewed session. And as the session is live throughout, under one
+		// token or the other, a revocation by its public ID finds it.
+		for i := range 20 {
+			user := fmt.Sprint("mia", i)
+			from := NewKey(user)
+			old := e.create(from, map[string]string{"a": "1"})
+			to := NewKey(user)
+			byID := i%2 == 1
+			revoked := make(chan error, 1)
+			go func() {
+				if byID {
+					revoked <- e.store.Revoke(e.ctx, user, old.ID)
+					return
+				}
+				_, err := e.store.RevokeAll(e.ctx, user, session.Key{})
+				revoked <- err
+			}()
+			_, rotateErr := e.store.Rotate(e.ctx, session.Rotation{From: from, To: to, Record: old, Renew: true}, e.p)
+			revokeErr := <-revoked
+			if rotateErr != nil && !errors.Is(rotateErr, session.ErrNotFound) {
+				e.t.Fatalf("round %d: Rotate: %v", i, rotateErr)
+			}
+			if revokeErr != nil {
+				e.t.Fatalf("round %d (by ID: %v): the revocation missed the session being renewed: %v (Rotate: %v)", i, byID, revokeErr, rotateErr)
+			}
+			for _, k := range []session.Key{from, to} {
+				if _, err := e.store.Load(e.ctx, k, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {
+					e.t.Fatalf("round %d (by ID: %v): a session outlived the revocation (Rotate: %v): Load = %v", i, byID, rotateErr, err)
+				}
+			}
+			if ids := e.ids(user); len(ids) != 0 {
+				e.t.Fatalf("round %d (by ID: %v): after the revocation %s has %v", i, byID, user, ids)
+			}
+		}
+	}},
+	{"a rotation within a user keeps the cap on the user's sessions", func(e *env) {
+		keys := []session.Key{NewKey("pat"), NewKey("pat"), NewKey("pat")}
+		var first session.Record
+		for i, k := range keys {
+			rec := e.create(k, nil)
+			if i == 0 {
+				first = rec
+			}
+			e.wait(3 * e.unit) // past the touch interval, so last-seen times differ
+		}
+		e.load(keys[2])
+		e.p.MaxSessionsPerUser = 2 // lowered: pat has one session too many
+		to := NewKey("pat")
+		if _, err := e.store.Rotate(e.ctx, session.Rotation{From: keys[0], To: to, Record: first, Renew: true}, e.p); err != nil {
+			e.t.Fatal(err)
+		}
+		e.mustBeGone(keys[1]) // the least recently seen of the others
+		e.load(keys[2])
+		e.load(to)
+		if ids := e.ids("pat"); len(ids) != 2 {
+			e.t.Errorf("pat has %d sessions, want 2", len(ids))
 		}
 	}},
 	{"list shows a user's live sessions and no one else's", func(e *env) {
