@@ -215,6 +215,11 @@ var errSessionExists = errors.New("session: create: a session with this token al
 // but could not confirm the old one is gone.
 var errRotationIncomplete = errors.New("session: redis rotate: incomplete")
 
+// errRotationUnmade: the takeover of a pipelined rotation found no new
+// session (its create was refused, or a revocation ended it at once), so it
+// left the old one alone.
+var errRotationUnmade = fmt.Errorf("%w: the rotation's new session does not exist", ErrNotFound)
+
 // Why a script found no live session; each wraps ErrNotFound.
 var (
 	errExpired      = fmt.Errorf("%w: expired", ErrNotFound)
@@ -235,6 +240,8 @@ func codeErr(code int64) error {
 		return errCorrupt
 	case -5:
 		return errSessionExists
+	case -6:
+		return errRotationUnmade
 	}
 	return ErrNotFound
 }
@@ -572,18 +579,20 @@ func (s *RedisStore) rotateAcross(ctx context.Context, r Rotation, p Policy) (Re
 	if err != nil {
 		return Record{}, err
 	}
-	out, err := s.rotateCreate(ctx, r, p)
-	if err != nil {
-		return Record{}, err
-	}
-	res, err := s.runDurable(ctx, scriptTakeover, fromKeys, r.From.Hash, r.From.UserID)
-	if err != nil {
+	out, res, err := s.createThenTakeOver(ctx, r, p, fromKeys)
+	if errors.Is(err, errTakeover) {
 		if r.From.UserID == "" && !r.Renew {
 			return out, nil
 		}
 		return Record{}, fmt.Errorf("%w: the new session exists; the old one may still exist: %w", errRotationIncomplete, err)
 	}
+	if err != nil {
+		return Record{}, err
+	}
 	old, err := parseHash(r.From, res)
+	if errors.Is(err, errRotationUnmade) {
+		return Record{}, err
+	}
 	switch {
 	case err != nil && r.Renew:
 		if delErr := s.Delete(ctx, r.To); delErr != nil {
@@ -614,6 +623,72 @@ func (s *RedisStore) rotateAcross(ctx context.Context, r Rotation, p Policy) (Re
 	}
 	out.Values = want
 	return out, nil
+}
+
+// errTakeover wraps a failure of a rotation's takeover step, after its
+// create step succeeded.
+var errTakeover = errors.New("session: redis rotate: taking over the old session")
+
+// createThenTakeOver runs the two steps of a rotation across slots: create
+// r.To, then take r.From over (the takeover's reply is returned for the
+// caller to read). A failed create is returned as it is, with the old
+// session untouched; a failed takeover wraps errTakeover.
+//
+// With one primary for every key (a single node, or Sentinel) both steps
+// go in one pipeline, one round trip: the takeover is told the new key and
+// leaves the old session alone unless the create made it, so a refused
+// create costs nothing more than in two round trips. On Cluster the keys
+// live on different primaries, which cannot check each other: two round
+// trips, the second only after the first succeeded.
+func (s *RedisStore) createThenTakeOver(ctx context.Context, r Rotation, p Policy, fromKeys []string) (Record, any, error) {
+	values := r.Change.apply(r.Record.Values)
+	keys, args, err := s.createCall(r.To, r.Record, values, p, r.Renew)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	if s.cluster == nil {
+		pipe := s.c.Pipeline()
+		createCmd := scriptCreate.EvalSha(ctx, pipe, keys, args...)
+		takeoverArgs := []any{r.From.Hash, r.From.UserID, keys[0], r.Record.ID}
+		takeoverCmd := scriptTakeover.EvalSha(ctx, pipe, fromKeys, takeoverArgs...)
+		if s.waitReplicas > 0 {
+			pipe.Do(ctx, "WAIT", s.waitReplicas, s.waitTimeout.Milliseconds())
+		}
+		_, _ = pipe.Exec(ctx) // each command's own error is checked here
+		res, err := createCmd.Result()
+		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err != nil {
+				return Record{}, nil, fmt.Errorf("session: redis rotate: %w", err)
+			}
+			out, err := created(r.To, r.Record, values, res)
+			if err != nil {
+				return Record{}, nil, err
+			}
+			old, err := takeoverCmd.Result()
+			if redis.HasErrorPrefix(err, "NOSCRIPT") {
+				old, err = s.runDurable(ctx, scriptTakeover, fromKeys, takeoverArgs...)
+			}
+			if err != nil {
+				return out, nil, fmt.Errorf("%w: %w", errTakeover, err)
+			}
+			return out, old, nil
+		}
+		// The node had not cached the create script, so nothing was made
+		// and the takeover left the old session alone: go step by step.
+	}
+	res, err := s.runDurable(ctx, scriptCreate, keys, args...)
+	if err != nil {
+		return Record{}, nil, fmt.Errorf("session: redis rotate: %w", err)
+	}
+	out, err := created(r.To, r.Record, values, res)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	old, err := s.runDurable(ctx, scriptTakeover, fromKeys, r.From.Hash, r.From.UserID)
+	if err != nil {
+		return out, nil, fmt.Errorf("%w: %w", errTakeover, err)
+	}
+	return out, old, nil
 }
 
 // Delete implements Store.

@@ -101,11 +101,12 @@ func TestRoundTripsPerRequest(t *testing.T) {
 	names := append([]string{}, redisLibs...)
 	libs, counters := startLibs(t, srv.Addr, names)
 	want := map[string]map[string]int64{
-		// Our login from a stored anonymous session is 3: load, then
-		// create the new session before taking the old one over, so a
-		// refused create (OOM) leaves the old session intact (issue #11).
+		// Our login from a stored anonymous session is 2 on one node: load,
+		// then one pipeline that creates the new session and takes the old
+		// one over only if the create made it, so a refused create (OOM)
+		// leaves the old session intact (issue #11). On Cluster it is 3.
 		//              new read write untouched login anonymous
-		"ours":     {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 3, "anonymous": 0},
+		"ours":     {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 2, "anonymous": 0},
 		"raw-lua":  {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 2, "anonymous": 0},
 		"raw":      {pathNew: 1, pathRead: 1, pathWrite: 2, pathUntouched: 0, pathLogin: 2, "anonymous": 0},
 		"scs-idle": {pathNew: 1, pathRead: 2, pathWrite: 2, pathUntouched: 2, pathLogin: 3, "anonymous": 0},
