@@ -205,6 +205,10 @@ const (
 	fieldExpire = "@x"
 	fieldAgent  = "@ua"
 	fieldIP     = "@ip"
+	// A remembered session ("remember me") is marked, and keeps the idle
+	// timeout it was created with, which every script slides it by.
+	fieldRemembered = "@r"
+	fieldIdle       = "@i"
 )
 
 // errSessionExists: Create found the key taken. With 256-bit tokens this
@@ -316,10 +320,20 @@ func (s *RedisStore) createCall(k Key, rec Record, values map[string]string, p P
 	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), millis(p.Lifetime), createdAt, expiresAt,
 		p.MaxSessionsPerUser, userPrefix,
 		fieldID, rec.ID, fieldAgent, rec.UserAgent, fieldIP, rec.IP)
+	args = append(args, rememberedFields(rec, p)...)
 	for name, v := range values {
 		args = append(args, valuePrefix+name, v)
 	}
 	return keys, args, nil
+}
+
+// rememberedFields are the metadata field/value pairs of a remembered
+// session: its mark and its own idle timeout, the Policy's at its login.
+func rememberedFields(rec Record, p Policy) []any {
+	if !rec.Remembered {
+		return nil
+	}
+	return []any{fieldRemembered, "1", fieldIdle, millis(p.IdleTimeout)}
 }
 
 // created reads the create script's reply into the stored record.
@@ -402,6 +416,8 @@ func parseHash(k Key, res any) (Record, error) {
 			rec.UserAgent = value
 		case fieldIP:
 			rec.IP = value
+		case fieldRemembered:
+			rec.Remembered = value == "1"
 		}
 	}
 	if rec.ID == "" || !haveCreated || !haveSeen || !haveExpires {
@@ -554,6 +570,12 @@ func (s *RedisStore) rotateInPlace(ctx context.Context, r Rotation, p Policy) (R
 	args = append(args, r.From.Hash, r.From.UserID, millis(p.IdleTimeout), millis(p.Lifetime), renew,
 		p.MaxSessionsPerUser, s.userPrefix(r.From.UserID), r.To.Hash,
 		r.Record.ID, r.Record.UserAgent, r.Record.IP, len(r.Change.Set))
+	remembered := rememberedFields(r.Record, p) // a login's; a renewal keeps the old session's
+	if r.Renew {
+		remembered = nil
+	}
+	args[len(args)-1] = len(r.Change.Set) + len(remembered)/2
+	args = append(args, remembered...)
 	for name, v := range r.Change.Set {
 		args = append(args, valuePrefix+name, v)
 	}
@@ -713,15 +735,15 @@ func (s *RedisStore) List(ctx context.Context, userID string) ([]Info, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: redis list: %w", err)
 	}
-	if len(res)%6 != 0 {
+	if len(res)%7 != 0 {
 		return nil, fmt.Errorf("session: redis list: unexpected reply of %d values", len(res))
 	}
-	out := make([]Info, 0, len(res)/6)
-	for i := 0; i < len(res); i += 6 {
+	out := make([]Info, 0, len(res)/7)
+	for i := 0; i < len(res); i += 7 {
 		created, _ := parseMillis(res[i+1])
 		seen, _ := parseMillis(res[i+2])
 		expires, _ := parseMillis(res[i+3])
-		out = append(out, Info{ID: res[i], Created: created, LastSeen: seen, Expires: expires, UserAgent: res[i+4], IP: res[i+5]})
+		out = append(out, Info{ID: res[i], Created: created, LastSeen: seen, Expires: expires, UserAgent: res[i+4], IP: res[i+5], Remembered: res[i+6] == "1"})
 	}
 	return out, nil
 }

@@ -41,7 +41,7 @@ end
 local not_integer = 'ERR hash value is not an integer'
 
 local now = now_ms()
-local m = redis.call('HMGET', KEYS[1], '@u', '@x', '@g', ARGV[4])
+local m = redis.call('HMGET', KEYS[1], '@u', '@x', '@g', ARGV[4], '@i')
 local left = remaining(m[1], m[2], m[3], now)
 if left <= 0 then return left end
 local cur = m[4] or '0' -- absent counts as 0; present and empty does not
@@ -53,7 +53,7 @@ if overflows(aneg, ahi, alo, bneg, bhi, blo) then
   return redis.error_reply('ERR increment or decrement would overflow')
 end
 redis.call('HINCRBY', KEYS[1], ARGV[4], ARGV[5])
-slide(ARGV[3], left)
+slide(ARGV[3], left, m[5])
 -- HINCRBY's reply would pass through a Lua number (a double) and lose
 -- precision past 2^53; the stored string is exact.
 return {redis.call('HGET', KEYS[1], ARGV[4])}

@@ -6,7 +6,7 @@ if #h == 0 then return 0 end
 local f = fields(h)
 local left = remaining(f['@u'], f['@x'], f['@g'], now)
 if left <= 0 then return left end
-slide(ARGV[3], left)
+slide(ARGV[3], left, f['@i'])
 if now - (tonumber(f['@s']) or 0) >= tonumber(ARGV[4]) then
   local s = ms(now)
   redis.call('HSET', KEYS[1], '@s', s, '@ua', ARGV[5], '@ip', ARGV[6])

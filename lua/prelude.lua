@@ -50,9 +50,11 @@ local function fields(h)
   return f
 end
 
--- slide restarts the idle clock, never past the absolute end.
-local function slide(idle, left)
-  redis.call('PEXPIRE', KEYS[1], math.min(tonumber(idle), left))
+-- slide restarts the idle clock, never past the absolute end. own is the
+-- session's own idle timeout (a remembered session's '@i'), which wins over
+-- the caller's idle.
+local function slide(idle, left, own)
+  redis.call('PEXPIRE', KEYS[1], math.min(tonumber(own) or tonumber(idle), left))
 end
 
 -- extend makes key live at least ms more; it never shortens a TTL and never

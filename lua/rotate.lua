@@ -6,7 +6,8 @@
 -- (new ID and lifetime), ARGV[6] cap on the user's sessions (0: none),
 -- ARGV[7] the user's session key prefix, ARGV[8] the new session's hash,
 -- ARGV[9] the new public ID, ARGV[10] user agent, ARGV[11] IP, ARGV[12] the
--- number n of values to set, then n field/value pairs, then the value
+-- number n of fields to set, then n field/value pairs (values, and a
+-- remembered login's @r and @i), then the value
 -- fields to delete: the request's change, applied over the old session's
 -- values as they are now. Returns the new hash's field/value list, or a
 -- code: 0 and below as remaining, -5 if the new key exists. On a code
@@ -29,7 +30,10 @@ if left <= 0 then return forget(-1) end
 
 local values = {}
 for name, v in pairs(f) do
-  if string.sub(name, 1, 2) == 'v:' then values[name] = v end
+  -- A renewal also keeps the session's "remember me" mark and idle timeout.
+  if string.sub(name, 1, 2) == 'v:' or (ARGV[5] == '1' and (name == '@r' or name == '@i')) then
+    values[name] = v
+  end
 end
 local n = tonumber(ARGV[12])
 for i = 13 + 2 * n, #ARGV do values[ARGV[i]] = nil end
@@ -48,5 +52,5 @@ cap_sessions(KEYS[3], ARGV[8], g, tonumber(ARGV[6]), ARGV[7])
 redis.call('HSET', KEYS[4], '@u', ARGV[2], '@id', id, '@c', ms(c), '@s', ms(now), '@x', ms(x),
   '@g', g, '@ua', ARGV[10], '@ip', ARGV[11])
 for name, v in pairs(values) do redis.call('HSET', KEYS[4], name, v) end
-redis.call('PEXPIRE', KEYS[4], math.min(tonumber(ARGV[3]), left))
+redis.call('PEXPIRE', KEYS[4], math.min(tonumber(values['@i']) or tonumber(ARGV[3]), left))
 return redis.call('HGETALL', KEYS[4])
