@@ -217,8 +217,9 @@ func (a *app) login(w http.ResponseWriter, r *http.Request) {
 	}
 	// Remember the public ID from before, so the account page can show the rotation.
 	s.Set("id_before_login", s.ID())
-	if err := s.Login(r.Context(), user); err != nil {
-		http.Error(w, "Could not sign in: the session store is unavailable. Try again shortly.", http.StatusServiceUnavailable)
+	remember := r.FormValue("remember") == "1"
+	if err := s.LoginWith(r.Context(), user, session.LoginOptions{Remember: remember}); err != nil {
+		http.Error(w, "Could not sign in. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
 	a.redirect(w, r, s, "/account", "Signed in as "+user+". Your session token was rotated.")

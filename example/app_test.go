@@ -251,3 +251,16 @@ func TestABrowserThatDropsTheSecureCookieIsToldWhy(t *testing.T) {
 		}
 	}
 }
+
+func TestRememberMeShowsOnTheDevicesPage(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t)
+	remembered := newBrowser(t, srv, "demo-remembered")
+	ordinary := newBrowser(t, srv, "demo-ordinary")
+	remembered.do("POST", "/login", url.Values{"user": {"rae"}, "password": {"demo"}, "remember": {"1"}})
+	ordinary.do("POST", "/login", url.Values{"user": {"rae"}, "password": {"demo"}})
+	page := ordinary.do("GET", "/devices", nil)
+	if n := strings.Count(page, `<span class="badge">remembered</span>`); n != 1 {
+		t.Errorf("%d sessions marked remembered, want 1:\n%s", n, page)
+	}
+}

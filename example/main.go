@@ -82,9 +82,10 @@ func run(ctx context.Context, cfg config, out io.Writer, logger *slog.Logger) er
 	defer st.close()
 
 	m, err := session.New(session.Options{
-		Store:         st.store,
-		Secrets:       [][]byte{secret},
-		Cookie:        session.CookieOptions{Insecure: cfg.insecure},
+		Store:   st.store,
+		Secrets: [][]byte{secret},
+		// Browser-session cookies, but for "Remember me" logins.
+		Cookie:        session.CookieOptions{Insecure: cfg.insecure, SessionOnly: true},
 		IdleTimeout:   30 * time.Minute,
 		Lifetime:      12 * time.Hour,
 		TouchInterval: 10 * time.Second, // short, so the devices page shows activity
