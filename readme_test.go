@@ -64,7 +64,11 @@ func TestREADMECodeBuilds(t *testing.T) {
 		if err := os.MkdirAll(pkg, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(pkg, "main.go"), []byte(src), 0o644); err != nil {
+		name := "main.go"
+		if pkgName := strings.Fields(src)[1]; strings.HasSuffix(pkgName, "_test") {
+			name = "main_test.go" // a test file, as a reader would save it
+		}
+		if err := os.WriteFile(filepath.Join(pkg, name), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
