@@ -23,8 +23,15 @@
 //
 //	s, err := m.Load(r.Context())     // first call reads the store
 //	s.Set("cart", "3 apples")         // saved, field by field, before the first byte
-//	err = s.Login(r.Context(), "u42") // new token; the old cookie is dead
-//	err = s.Logout(r.Context())       // deleted everywhere; cookie cleared
+//	msg, ok := s.Pop("flash")         // read once
+//	err = s.Login(r.Context(), "u42") // new token as the response starts; the old cookie dies
+//	err = s.Logout(r.Context())       // deleted everywhere at once; cookie cleared
+//
+// The request's changes take effect as its response starts, in one call
+// from the response writer into the session: a Login or Renew rotates the
+// token then, and the changed values are saved then. A handler that panics
+// or answers 5xx changes nothing; if the store refuses, Options.ErrorHandler
+// answers instead of the handler's response.
 //
 // # What a request costs
 //
@@ -36,8 +43,8 @@
 // # What an application uses
 //
 // An application needs only Manager (from New, with Options and
-// CookieOptions), Session (from Manager.Load), Info (from Manager.Sessions)
-// and one of the stores: NewMemoryStore, NewRedisStore, or NewFallbackStore
+// CookieOptions), Session (from Manager.Load; LoginOptions for "remember
+// me"), Info (from Manager.Sessions) and one of the stores: NewMemoryStore, NewRedisStore, or NewFallbackStore
 // around a RedisStore. Observer and Event are for metrics; the Err
 // variables are for errors.Is.
 //
@@ -79,7 +86,8 @@
 //   - The token never reaches the store or the logs; stores see its SHA-256,
 //     logs a keyed hash.
 //   - Cookies default to __Host-session, Secure, HttpOnly, SameSite=Lax,
-//     Path=/. Responses that set one carry Cache-Control: no-store.
+//     Path=/. Responses that set one carry Cache-Control: no-store, and
+//     responses that loaded a session Vary: Cookie.
 //
 // What the application must still do: serve over TLS, protect state-changing
 // requests against CSRF (SameSite=Lax helps; http.CrossOriginProtection
