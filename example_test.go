@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -337,4 +338,46 @@ func Example_bearer() {
 	// Output:
 	// user="cli-user" token issued: true
 	// user="cli-user"
+}
+
+// Remember me: a login with LoginOptions{Remember: true} gets a cookie
+// that outlives the browser and the longer RememberLifetime, while other
+// logins keep browser-session cookies (Cookie.SessionOnly) and Lifetime.
+func ExampleSession_LoginWith() {
+	m, err := session.New(session.Options{
+		Secrets:          [][]byte{[]byte("a 32-byte or longer random secret!")},
+		Cookie:           session.CookieOptions{SessionOnly: true},
+		Lifetime:         12 * time.Hour,
+		RememberLifetime: 30 * 24 * time.Hour,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, err := m.Load(r.Context())
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		remember := r.URL.Query().Get("remember") == "on"
+		if err := s.LoginWith(r.Context(), "alice", session.LoginOptions{Remember: remember}); err != nil {
+			http.Error(w, "cannot sign in", http.StatusBadRequest)
+		}
+	}))
+	for _, path := range []string{"/login", "/login?remember=on"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, nil))
+		c := rec.Result().Cookies()[0]
+		fmt.Printf("%s: Max-Age %s\n", path, time.Duration(c.MaxAge)*time.Second)
+	}
+	list, _ := m.Sessions(context.Background(), "alice")
+	for _, in := range list {
+		fmt.Println("remembered:", in.Remembered, "lifetime:", in.Expires.Sub(in.Created))
+	}
+	// Output:
+	// /login: Max-Age 0s
+	// /login?remember=on: Max-Age 720h0m0s
+	// remembered: true lifetime: 720h0m0s
+	// remembered: false lifetime: 12h0m0s
 }
