@@ -1,0 +1,207 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tombstone is a logout or revocation made during an outage, replayed to
+// the primary before anything else.
+type tombstone struct {
+	key    Key    // Delete, or RevokeAll's keep
+	userID string // Revoke or RevokeAll
+	id     string // Revoke
+	all    bool   // RevokeAll
+}
+
+// dirtySession is what the outage did to one session: created it, or
+// changed some of its fields.
+type dirtySession struct {
+	created bool
+	change  map[string]*string // nil value: deleted
+	policy  Policy
+}
+
+// recover probes the primary and, if it answers, replays the outage to it
+// and closes the breaker. It stops at the first failure and tries again at
+// the next probe; nothing is dropped.
+func (f *FallbackStore) recover() {
+	ctx := context.Background()
+	if _, outage, _ := callPrimary(ctx, f, func(ctx context.Context) (Record, error) {
+		return f.primary.Load(ctx, probeKey, Client{}, Policy{IdleTimeout: time.Second, Lifetime: time.Second})
+	}); outage {
+		return
+	}
+	// Writes may land in memory while a batch replays; each pass takes what
+	// is there, and the breaker closes only on a pass that finds nothing.
+	for pass := 0; pass < 10; pass++ {
+		f.mu.Lock()
+		if len(f.journal) == 0 && len(f.dirty) == 0 {
+			for k, p := range f.inMemory {
+				// The primary has it now, or it ended. Keep a copy, as for a
+				// session read from the primary, so that the next outage does
+				// not sign out users whose sessions were made in this one.
+				if rec, ok := f.memory.peek(k); ok {
+					f.local.put(k, rec, p)
+				}
+				_ = f.memory.Delete(ctx, k)
+			}
+			clear(f.inMemory)
+			// Reported before it happens, so that whoever sees Healthy()
+			// turn true finds the transition in the log and the metrics.
+			f.notify(EventPrimaryUp, nil)
+			f.log().Info("session store: primary answers again; outage replayed, breaker closed")
+			f.open.Store(false)
+			f.mu.Unlock()
+			return
+		}
+		journal, dirty := f.journal, f.dirty
+		f.journal, f.dirty = nil, map[Key]*dirtySession{}
+		records := make(map[Key]Record, len(dirty))
+		for k, d := range dirty {
+			if d.created {
+				if rec, ok := f.memory.peek(k); ok {
+					records[k] = rec
+				}
+			}
+		}
+		f.mu.Unlock()
+
+		if !f.replay(ctx, journal, dirty, records) {
+			return
+		}
+	}
+}
+
+// replay applies one batch to the primary: tombstones first, then sessions,
+// each phase replayWorkers calls at a time. On failure it puts back what it
+// did not apply and reports false.
+func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty map[Key]*dirtySession, records map[Key]Record) bool {
+	if left := replayAll(journal, func(t tombstone) bool {
+		_, outage, _ := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, f.replayTombstone(ctx, t)
+		})
+		return outage
+	}); len(left) > 0 {
+		f.putBack(left, dirty)
+		return false
+	}
+	keys := make([]Key, 0, len(dirty))
+	for k := range dirty {
+		keys = append(keys, k)
+	}
+	left := replayAll(keys, func(k Key) bool {
+		_, outage, err := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, f.replaySession(ctx, k, dirty[k], records)
+		})
+		if errors.Is(err, ErrNotFound) {
+			f.log().Info("session store: a session changed during the outage had ended on the primary; not restored", "user", k.UserID)
+		}
+		return outage
+	})
+	if len(left) > 0 {
+		rest := make(map[Key]*dirtySession, len(left))
+		for _, k := range left {
+			rest[k] = dirty[k]
+		}
+		f.putBack(nil, rest)
+		return false
+	}
+	return true
+}
+
+// replayWorkers is how many replayed calls are in flight at once: an outage
+// under load leaves tens of thousands of sessions to replay, and one at a
+// time would keep the breaker open for many seconds after the primary is back.
+const replayWorkers = 16
+
+// replayAll calls apply on every item, replayWorkers at a time, until one
+// reports an outage, and returns the items it did not apply.
+func replayAll[T any](items []T, apply func(T) (outage bool)) (left []T) {
+	var (
+		next    atomic.Int64
+		stopped atomic.Bool
+		wg      sync.WaitGroup
+	)
+	applied := make([]bool, len(items))
+	for range min(replayWorkers, len(items)) {
+		wg.Go(func() {
+			for !stopped.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(items) {
+					return
+				}
+				if apply(items[i]) {
+					stopped.Store(true)
+					return
+				}
+				applied[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	for i, ok := range applied {
+		if !ok {
+			left = append(left, items[i])
+		}
+	}
+	return left
+}
+
+func (f *FallbackStore) replayTombstone(ctx context.Context, t tombstone) error {
+	switch {
+	case t.all:
+		_, err := f.primary.RevokeAll(ctx, t.userID, t.key)
+		return err
+	case t.id != "":
+		return f.primary.Revoke(ctx, t.userID, t.id)
+	}
+	return f.primary.Delete(ctx, t.key)
+}
+
+func (f *FallbackStore) replaySession(ctx context.Context, k Key, d *dirtySession, records map[Key]Record) error {
+	if !d.created {
+		c := Change{Set: map[string]string{}}
+		for name, v := range d.change {
+			if v == nil {
+				c.Delete = append(c.Delete, name)
+			} else {
+				c.Set[name] = *v
+			}
+		}
+		return f.primary.Update(ctx, k, c, d.policy)
+	}
+	rec, ok := records[k]
+	if !ok {
+		return nil // logged out, revoked or expired since: nothing to keep
+	}
+	_, err := f.primary.Create(ctx, k, rec, d.policy)
+	if errors.Is(err, errSessionExists) {
+		// An earlier attempt reached the primary after all: bring it up to date.
+		return f.primary.Update(ctx, k, Change{Set: rec.Values}, d.policy)
+	}
+	return err
+}
+
+// putBack returns unapplied work to the queues, ahead of anything newer.
+func (f *FallbackStore) putBack(journal []tombstone, dirty map[Key]*dirtySession) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.journal = append(append([]tombstone(nil), journal...), f.journal...)
+	for k, older := range dirty {
+		newer, ok := f.dirty[k]
+		if !ok {
+			f.dirty[k] = older
+			continue
+		}
+		newer.created = newer.created || older.created
+		for name, v := range older.change {
+			if _, changedSince := newer.change[name]; !changedSince {
+				newer.change[name] = v
+			}
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package session_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sessionkit/session"
+	"github.com/sessionkit/session/sessiontest"
+)
+
+func TestALogoutDuringAnOutageIsDeadEverywhereAfterRecovery(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	c := s.a.client(t)
+	c.get("/login?u=gus")
+	cookie := c.cookie
+	s.proxy.set(modeRefuse)
+	s.proxy.set(modeReset)
+	c.get("/logout")
+	if s.fb.Healthy() {
+		t.Fatal("the breaker did not open")
+	}
+	s.proxy.set(modePass)
+	waitFor(t, "the breaker closes", 5*time.Second, s.fb.Healthy)
+	if s.onB(t, cookie, "/get").Header.Get("X-User") != "" {
+		t.Error("the session logged out during the outage still works on another instance")
+	}
+	again := s.a.client(t)
+	again.cookie = cookie
+	if again.get("/get").Header.Get("X-User") != "" {
+		t.Error("the session logged out during the outage still works here")
+	}
+}
+
+func TestRedisKilledUnderLoadAndRestarted(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
+	a := newTestApp(t, fb, session.Options{})
+	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
+
+	type made struct{ cookie, value string }
+	var (
+		requests, failed, wrong atomic.Int64
+		killed                  atomic.Bool
+		mu                      sync.Mutex
+		duringOutage            []made
+	)
+	stop := time.Now().Add(5 * time.Second)
+	var wg sync.WaitGroup
+	for w := range 50 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				c := a.client(t)
+				value := fmt.Sprintf("w%d-%d", w, i)
+				// Only sessions made after the kill count: under load (and
+				// -race) the 100ms deadline can open the breaker earlier,
+				// and what was replayed to Redis before the kill died with it,
+				// as every session there did (it keeps nothing on disk).
+				inOutage := killed.Load() && !fb.Healthy()
+				steps := []string{"/set?k=v&v=" + value, "/get?k=v"}
+				if i%3 == 0 {
+					steps = append(steps, fmt.Sprintf("/login?u=user%d&k=v", w))
+				}
+				for _, target := range steps {
+					res := c.get(target)
+					requests.Add(1)
+					if res.StatusCode != http.StatusOK {
+						failed.Add(1)
+					} else if strings.HasPrefix(target, "/get") && readBody(res) != value {
+						wrong.Add(1)
+					}
+				}
+				if inOutage {
+					mu.Lock()
+					duringOutage = append(duringOutage, made{c.cookie, value})
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	srv.Kill()
+	killed.Store(true)
+	time.Sleep(2 * time.Second)
+	srv.Restart(t)
+	restarted := time.Now()
+	wg.Wait()
+	// Replay takes time in proportion to what the outage wrote: here tens
+	// of thousands of sessions, since memory answers as fast as the
+	// clients ask. Requests meanwhile are served from memory.
+	waitFor(t, "the breaker closes after the restart", 30*time.Second, fb.Healthy)
+	recovered := time.Since(restarted)
+
+	if failed.Load() != 0 || wrong.Load() != 0 {
+		t.Errorf("%d of %d requests failed, %d read the wrong value", failed.Load(), requests.Load(), wrong.Load())
+	}
+	if len(duringOutage) == 0 {
+		t.Fatal("no session was created during the outage; the test did not exercise it")
+	}
+	var lost atomic.Int64
+	var check sync.WaitGroup
+	for w := range 8 {
+		check.Go(func() {
+			for i := w; i < len(duringOutage); i += 8 {
+				c := b.client(t)
+				c.cookie = duringOutage[i].cookie
+				if got := readBody(c.get("/get?k=v")); got != duringOutage[i].value {
+					lost.Add(1)
+				}
+			}
+		})
+	}
+	check.Wait()
+	if lost.Load() != 0 {
+		t.Errorf("%d of %d sessions created during the outage are not readable on another instance", lost.Load(), len(duringOutage))
+	}
+	t.Logf("%d requests, %d sessions created during the outage, all replayed; Redis used again %v after its restart",
+		requests.Load(), len(duringOutage), recovered.Round(10*time.Millisecond))
+}
