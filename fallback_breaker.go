@@ -9,10 +9,11 @@ import (
 	"time"
 )
 
-// isAnswer reports whether err is the store's answer, not its absence.
+// isAnswer reports whether err is the store's answer, not its absence. An
+// answer, error or not, leaves the breaker as it is: the primary is up.
 func isAnswer(err error) bool {
 	return err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidUserID) ||
-		errors.Is(err, ErrNotInteger) || errors.Is(err, errSessionExists)
+		errors.Is(err, ErrNotInteger) || errors.Is(err, errSessionExists) || errors.Is(err, ErrRefused)
 }
 
 // callPrimary runs call against the primary within the deadline. A call

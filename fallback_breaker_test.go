@@ -2,16 +2,20 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionkit/session"
 	"github.com/sessionkit/session/sessiontest"
@@ -214,11 +218,13 @@ func TestTheBreakerReportsToTheLoggerAndObserverItIsGiven(t *testing.T) {
 		return rec.Code
 	}
 
-	fake.m.SetError("ERR simulated outage")
+	fake.m.Close() // a Redis that does not answer; an error reply is an answer
 	if code := serve(); code != http.StatusOK {
 		t.Fatalf("status %d during the outage", code)
 	}
-	fake.m.SetError("")
+	if err := fake.m.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the breaker closes", 3*time.Second, fb.Healthy)
 
 	for _, want := range []string{"primary unavailable", "breaker closed"} {
@@ -246,4 +252,98 @@ func goroutinesRunning(fn string) int {
 		}
 	}
 	return n
+}
+
+// fillToOOM fills srv until deny-oom writes are refused, then lowers
+// maxmemory well below what it holds so that none slips in at the limit.
+func fillToOOM(t *testing.T, admin *redis.Client) {
+	t.Helper()
+	fillUntil(t, admin, 64, func(err error) bool { return err != nil && strings.Contains(err.Error(), "OOM") })
+	used := infoField(t, admin.Info(context.Background(), "memory").Val(), "used_memory")
+	if err := admin.ConfigSet(context.Background(), "maxmemory", strconv.FormatInt(used/2, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestARedisErrorReplyIsAnAnswerNotAnOutage(t *testing.T) {
+	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
+	a := newTestApp(t, fb, session.Options{})
+	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
+	alice := a.client(t)
+	alice.get("/login?u=alice")
+	alice.body("/set?k=cart&v=apples")
+
+	fillToOOM(t, srv.Client(t))
+	res := alice.get("/set?k=cart&v=pears")
+	if res.StatusCode < 500 {
+		t.Errorf("a write refused with OOM answered %d; want the ErrorHandler's 5xx", res.StatusCode)
+	}
+	if !fb.Healthy() {
+		t.Fatal("an OOM reply opened the breaker: Redis answered, it is not down")
+	}
+
+	// A logout is a DEL, which Redis allows under OOM: it must reach A.
+	onB := b.client(t)
+	onB.cookie = alice.cookie
+	if res := onB.get("/logout"); res.StatusCode != http.StatusOK {
+		t.Fatalf("logout on B under OOM: status %d", res.StatusCode)
+	}
+	if u := alice.get("/get?k=cart").Header.Get("X-User"); u != "" {
+		t.Errorf("after a logout on B, A still serves alice's session (user %q)", u)
+	}
+}
+
+func TestARefusedReplayDoesNotKeepTheStoreOnMemory(t *testing.T) {
+	srv := sessiontest.StartRedis(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+	proxy := newFaultProxy(t, srv.Addr)
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, proxy.Addr()), session.RedisOptions{}), session.FallbackOptions{})
+	a := newTestApp(t, fb, session.Options{})
+
+	proxy.set(modeReset)
+	made := a.client(t)
+	made.body("/set?k=note&v=made-in-outage")
+	if fb.Healthy() {
+		t.Fatal("the breaker did not open")
+	}
+	fillToOOM(t, srv.Client(t))
+	proxy.set(modePass)
+	// The replayed create is refused (OOM): Redis answers, so the store
+	// goes back to it, and says what it could not replay.
+	waitFor(t, "the breaker closes although Redis refuses the replay", 5*time.Second, fb.Healthy)
+}
+
+func TestRedisStoreMarksErrorRepliesAsAnswersAndOutagesAsNot(t *testing.T) {
+	for _, tc := range []struct {
+		reply    string // "" closes the server instead
+		answered bool
+	}{
+		{"OOM command not allowed when used memory > 'maxmemory'", true},
+		{"READONLY You can't write against a read only replica.", true},
+		{"WRONGTYPE Operation against a key holding the wrong kind of value", true},
+		{"ERR something the server did not like", true},
+		{"LOADING Redis is loading the dataset in memory", false},
+		{"MASTERDOWN Link with MASTER is down", false},
+		{"CLUSTERDOWN The cluster is down", false},
+		{"TRYAGAIN Multiple keys request during rehashing of slot", false},
+		{"BUSY Redis is busy running a script", false},
+		{"", false},
+	} {
+		fake := newFakeRedis(t)
+		store := newRedisStore(t, fake.client, session.RedisOptions{})
+		k := sessiontest.NewKey("ann")
+		if tc.reply == "" {
+			fake.m.Close()
+		} else {
+			fake.m.SetError(tc.reply)
+		}
+		_, err := store.Load(t.Context(), k, session.Client{}, testPolicy)
+		if got := errors.Is(err, session.ErrRefused); got != tc.answered {
+			t.Errorf("reply %q: errors.Is(err, ErrRefused) = %v, want %v (err %v)", tc.reply, got, tc.answered, err)
+		}
+		fake.m.SetError("")
+		if tc.reply == "" {
+			_ = fake.m.Restart()
+		}
+	}
 }

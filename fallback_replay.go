@@ -27,7 +27,8 @@ type dirtySession struct {
 
 // recover probes the primary and, if it answers, replays the outage to it
 // and closes the breaker. It stops at the first failure and tries again at
-// the next probe; nothing is dropped.
+// the next probe; nothing is dropped for want of an answer. What the primary
+// refuses is handled in replay.
 func (f *FallbackStore) recover() {
 	ctx := context.Background()
 	if _, outage, _ := callPrimary(ctx, f, func(ctx context.Context) (Record, error) {
@@ -81,9 +82,16 @@ func (f *FallbackStore) recover() {
 // did not apply and reports false.
 func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty map[Key]*dirtySession, records map[Key]Record) bool {
 	if left := replayAll(journal, func(t tombstone) bool {
-		_, outage, _ := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
+		_, outage, err := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, f.replayTombstone(ctx, t)
 		})
+		if errors.Is(err, ErrRefused) {
+			// A logout the primary will not take yet (full, read-only) stays
+			// queued, and this instance on memory, where it holds: letting
+			// the primary serve that session again would undo it.
+			f.log().Error("session store: the primary refused a logout or revocation made during the outage; serving from memory until it takes it", "user", t.userID, "error", err)
+			return true
+		}
 		return outage
 	}); len(left) > 0 {
 		f.putBack(left, dirty)
@@ -97,8 +105,15 @@ func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty m
 		_, outage, err := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, f.replaySession(ctx, k, dirty[k], records)
 		})
-		if errors.Is(err, ErrNotFound) {
+		switch {
+		case errors.Is(err, ErrNotFound):
 			f.log().Info("session store: a session changed during the outage had ended on the primary; not restored", "user", k.UserID)
+		case errors.Is(err, ErrRefused):
+			// The primary answers but will not take it (full, read-only):
+			// keeping it queued would keep this instance on memory for as
+			// long as that lasts, so what the outage did to this session is
+			// dropped, and said so.
+			f.log().Warn("session store: the primary refused a session written during the outage; its outage changes are lost", "user", k.UserID, "error", err)
 		}
 		return outage
 	})
@@ -119,8 +134,8 @@ func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty m
 const replayWorkers = 16
 
 // replayAll calls apply on every item, replayWorkers at a time, until one
-// reports an outage, and returns the items it did not apply.
-func replayAll[T any](items []T, apply func(T) (outage bool)) (left []T) {
+// reports that the replay must stop, and returns the items it did not apply.
+func replayAll[T any](items []T, apply func(T) (stop bool)) (left []T) {
 	var (
 		next    atomic.Int64
 		stopped atomic.Bool

@@ -2,8 +2,17 @@ package session
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrRefused marks an error that is the store's answer rather than its
+// absence: the store is up and would not do the operation (for Redis, an
+// error reply: OOM, READONLY, WRONGTYPE, NOREPLICAS, MISCONF, a script
+// error). A Store wraps such errors with it (errors.Is(err, ErrRefused));
+// FallbackStore passes them to the caller and keeps using the primary,
+// while any error not so marked counts as an outage.
+var ErrRefused = errors.New("session: store refused the operation")
 
 // Store keeps sessions for a Manager. The doc comments of its methods are
 // the contract every implementation must meet; package sessiontest checks it.
@@ -13,8 +22,12 @@ import (
 //     Store never sees the token itself.
 //   - A session that is missing, expired (idle or absolute), revoked, or
 //     whose stored user differs from Key.UserID does not exist: methods
-//     return ErrNotFound, never someone else's data. Other errors mean the
-//     store could not answer.
+//     return ErrNotFound, never someone else's data.
+//   - An error that wraps ErrRefused is the store's answer: it is up and
+//     refused the operation, and nothing of it was applied or it would have
+//     been reported as done. Any other error means the store could not
+//     answer (it is down, slow or unreachable), and the operation may or
+//     may not have been applied.
 //   - No write brings back a session that no longer exists.
 //   - Idle and absolute expiry are the store's job, measured by its own clock.
 //   - Implementations are safe for concurrent use.

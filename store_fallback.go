@@ -48,16 +48,22 @@ var ErrUnavailable = errors.New("session: store unavailable")
 // serving. It is safe for concurrent use; Close stops its probe.
 //
 // A circuit breaker decides where calls go. Closed: every call goes to the
-// primary with a deadline (FallbackOptions.Timeout). The first call that
-// fails for want of an answer opens the breaker and is served by the
-// fallback: from then on the primary lacks something only this instance
+// primary with a deadline (FallbackOptions.Timeout). An error the primary
+// answers with (one wrapping ErrRefused, such as Redis's OOM or READONLY,
+// or ErrNotFound) goes to the caller and leaves the breaker closed: the
+// primary is up, and serving from memory would hide from this instance
+// what other instances do there. The first call that fails for want of an
+// answer opens the breaker and is served by the fallback: from then on the primary lacks something only this instance
 // knows, so it is not trusted again until the outage has been replayed to
 // it. Open: calls go to the fallback only, and one probe at a time
 // (every ProbeInterval) checks the primary. When it answers, the store
 // replays the outage to it, logouts and revocations first, then sessions
 // created or changed during the outage (field by field; a session that
 // ended on the primary meanwhile is not brought back), and only then
-// closes the breaker.
+// closes the breaker. If the primary refuses a replayed logout or
+// revocation, the breaker stays open and the replay is retried at every
+// probe; a replayed session write it refuses is dropped with a warning, so
+// that a full Redis does not keep the store on memory.
 //
 // Trade-offs, all local to one instance: during an outage, a session this
 // instance has not read recently is anonymous here; a revocation made on

@@ -69,10 +69,8 @@ func TestFallbackStoreConformanceWhileRedisIsUp(t *testing.T) {
 }
 
 func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
-	fake := newFakeRedis(t)
-	fb := newFallback(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.FallbackOptions{})
-	a := newTestApp(t, fb, session.Options{})
-	b := newTestApp(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.Options{})
+	s := newFaultSetup(t, session.FallbackOptions{})
+	fb, a := s.fb, s.a
 	ctx := context.Background()
 
 	alice, bob, carol := a.client(t), a.client(t), a.client(t)
@@ -81,7 +79,8 @@ func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
 	bob.get("/login?u=bob")
 	carol.get("/login?u=carol")
 
-	fake.m.SetError("ERR simulated outage")
+	awaitLocalCopy(t, fb, "alice")
+	s.proxy.set(modeReset)
 	if res := alice.get("/get?k=cart"); res.Header.Get("X-User") != "alice" {
 		t.Fatalf("alice was signed out by the outage (user %q)", res.Header.Get("X-User"))
 	}
@@ -103,14 +102,10 @@ func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
 		t.Error("carol is still signed in here after RevokeAll")
 	}
 
-	fake.m.SetError("")
+	s.proxy.set(modePass)
 	waitFor(t, "the breaker closes", 3*time.Second, fb.Healthy)
 
-	onB := func(cookie, target string) *http.Response {
-		c := b.client(t)
-		c.cookie = cookie
-		return c.get(target)
-	}
+	onB := func(cookie, target string) *http.Response { return s.onB(t, cookie, target) }
 	if res := onB(alice.cookie, "/get?k=cart"); res.Header.Get("X-User") != "alice" || readBody(res) != "2" {
 		t.Error("the change alice made during the outage did not reach Redis")
 	}
@@ -126,7 +121,7 @@ func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
 	if res := alice.get("/get?k=cart"); res.Header.Get("X-User") != "alice" {
 		t.Error("alice is signed out after recovery")
 	}
-	assertEveryKeyHasTTL(t, fake.client)
+	assertEveryKeyHasTTL(t, s.srv.Client(t))
 }
 
 func readBody(res *http.Response) string {

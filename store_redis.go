@@ -103,7 +103,32 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 func (s *RedisStore) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
 	cmd := script.Run(ctx, s.c, keys, args...)
 	s.noteFailure(cmd.Err())
+	if err := cmd.Err(); err != nil {
+		cmd.SetErr(refusal(err))
+	}
 	return cmd
+}
+
+// outageReplies start the Redis error replies that mean the server cannot
+// serve for now rather than that it refuses the operation: it is loading
+// its dataset, its master or cluster is down, a slot is moving, or a
+// script blocks it. They count as outages; every other reply is an answer.
+var outageReplies = []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MOVED", "ASK", "ERR max number of clients"}
+
+// refusal marks a Redis error reply with ErrRefused, unless it is one of
+// outageReplies. Errors that are not replies (timeouts, refused or reset
+// connections) are left as they are: the store could not answer.
+func refusal(err error) error {
+	var reply redis.Error
+	if err == nil || !errors.As(err, &reply) || errors.Is(err, redis.Nil) || errors.Is(err, ErrRefused) {
+		return err
+	}
+	for _, prefix := range outageReplies {
+		if redis.HasErrorPrefix(err, prefix) || strings.HasPrefix(reply.Error(), prefix) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrRefused, err)
 }
 
 // noteFailure makes a cluster client reload its slot map after a failure
@@ -135,7 +160,7 @@ func (s *RedisStore) runDurable(ctx context.Context, script *redis.Script, keys 
 		n, err := s.cluster.MasterForKey(ctx, keys[0])
 		if err != nil {
 			s.noteFailure(err)
-			return nil, err
+			return nil, refusal(err)
 		}
 		node = n
 	}
@@ -150,7 +175,7 @@ func (s *RedisStore) runDurable(ctx context.Context, script *redis.Script, keys 
 		return s.run(ctx, script, keys, args...).Result()
 	}
 	s.noteFailure(err)
-	return res, err
+	return res, refusal(err)
 }
 
 // evalAndWait sends eval and WAIT in one pipeline. Too few replicas within
@@ -563,7 +588,7 @@ func (s *RedisStore) pipelineScripts(ctx context.Context, calls []scriptCall) ([
 		}
 		if err != nil {
 			s.noteFailure(err)
-			return nil, err
+			return nil, refusal(err)
 		}
 		out[i] = res
 	}
