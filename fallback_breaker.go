@@ -69,6 +69,7 @@ func (f *FallbackStore) openBreaker(cause error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.open.Load() {
+		f.copyEpoch.Store(f.trustedEpoch())
 		f.open.Store(true)
 		f.notify(EventPrimaryDown, cause)
 		f.log().Warn("session store: primary unavailable; serving from memory until it answers and the outage is replayed", "error", cause)

@@ -59,6 +59,7 @@ func TestABlackholedOrSlowRedisCostsARequestAtMostTheDeadline(t *testing.T) {
 			c := s.a.client(t)
 			c.get("/login?u=eli")
 			c.body("/set?k=a&v=1")
+			awaitLocalCopy(t, s.fb, "eli")
 			tc.set(s.proxy)
 			var slowest time.Duration
 			for i := range 10 {

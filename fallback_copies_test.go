@@ -40,3 +40,100 @@ func awaitLocalCopy(t *testing.T, fb *session.FallbackStore, userID string) {
 	t.Helper()
 	waitFor(t, "a local copy of "+userID+"'s session", 2*time.Second, func() bool { return session.LocalCopiesOf(fb, userID) > 0 })
 }
+
+// eventually polls cond for up to within and reports whether it held.
+func eventually(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func TestALocalCopyIsNotServedAfterALogoutElsewhere(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	alice := s.a.client(t)
+	alice.get("/login?u=alice")
+	alice.body("/set?k=cart&v=apples")
+	cookie := alice.cookie
+	if res := s.onB(t, cookie, "/logout"); res.StatusCode != 200 {
+		t.Fatalf("logout on B: status %d", res.StatusCode)
+	}
+	eventually(time.Second, func() bool { return session.LocalCopiesOf(s.fb, "alice") == 0 })
+
+	s.proxy.set(modeReset)
+	if u := alice.get("/get?k=cart").Header.Get("X-User"); u != "" {
+		t.Errorf("in an outage after a logout on B, A serves alice's session from its copy (user %q)", u)
+	}
+}
+
+func TestALocalCopyIsNotServedAfterARevokeAllReplayedByAnotherInstance(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	alice := s.a.client(t)
+	alice.get("/login?u=alice")
+	alice.body("/set?k=cart&v=apples")
+
+	// Instance C has an outage of its own, during which alice's sessions
+	// are revoked there; C replays that when Redis is back to it.
+	proxyC := newFaultProxy(t, s.srv.Addr)
+	fbC := newFallback(t, newRedisStore(t, sessionClient(t, proxyC.Addr()), session.RedisOptions{}), session.FallbackOptions{})
+	c := newTestApp(t, fbC, session.Options{})
+	proxyC.set(modeReset)
+	c.client(t).get("/set?k=x&v=1") // opens C's breaker
+	if fbC.Healthy() {
+		t.Fatal("C's breaker did not open")
+	}
+	if _, err := c.m.RevokeAll(t.Context(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	proxyC.set(modePass)
+	waitFor(t, "C replays its outage", 5*time.Second, fbC.Healthy)
+	if u := s.onB(t, alice.cookie, "/get").Header.Get("X-User"); u != "" {
+		t.Fatalf("C's replayed RevokeAll did not end alice's session on Redis (user %q)", u)
+	}
+	eventually(time.Second, func() bool { return session.LocalCopiesOf(s.fb, "alice") == 0 })
+
+	s.proxy.set(modeReset)
+	if u := alice.get("/get?k=cart").Header.Get("X-User"); u != "" {
+		t.Errorf("in A's outage, A serves a session C's replayed RevokeAll ended (user %q)", u)
+	}
+}
+
+func TestALocalCopyIsNotTrustedAcrossALostChangeFeed(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	alice := s.a.client(t)
+	alice.get("/login?u=alice")
+	awaitLocalCopy(t, s.fb, "alice")
+
+	// Reports to A stop; a change made now could be missed, so once the
+	// feed is back, nothing confirmed before is trusted.
+	if err := s.srv.Client(t).Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "copies confirmed before the feed was lost are dropped", 5*time.Second, func() bool {
+		return session.LocalCopiesOf(s.fb, "alice") == 0
+	})
+	alice.get("/get") // read again under the new feed
+	awaitLocalCopy(t, s.fb, "alice")
+	s.proxy.set(modeReset)
+	if u := alice.get("/get").Header.Get("X-User"); u != "alice" {
+		t.Errorf("a copy confirmed under the re-established feed is not served (user %q)", u)
+	}
+}
+
+func TestWithoutAChangeFeedNoLocalCopyIsServed(t *testing.T) {
+	fake := newFakeRedis(t) // miniredis has no CLIENT TRACKING
+	fb := newFallback(t, newRedisStore(t, fake.client, session.RedisOptions{}), session.FallbackOptions{})
+	a := newTestApp(t, fb, session.Options{})
+	c := a.client(t)
+	c.get("/login?u=dee")
+	c.get("/get")
+	fake.m.Close()
+	defer func() { _ = fake.m.Restart() }() // for the check of every key's TTL
+	if u := c.get("/get").Header.Get("X-User"); u != "" {
+		t.Errorf("with no way to hear of changes, an outage served a local copy (user %q)", u)
+	}
+}

@@ -41,14 +41,10 @@ func (f *FallbackStore) recover() {
 	for pass := 0; pass < 10; pass++ {
 		f.mu.Lock()
 		if len(f.journal) == 0 && len(f.dirty) == 0 {
+			confirmed := make(map[Key]Policy, len(f.inMemory))
 			for k, p := range f.inMemory {
-				// The primary has it now, or it ended. Keep a copy, as for a
-				// session read from the primary, so that the next outage does
-				// not sign out users whose sessions were made in this one.
-				if rec, ok := f.memory.peek(k); ok {
-					f.local.put(k, rec, p)
-				}
 				_ = f.memory.Delete(ctx, k)
+				confirmed[k] = p
 			}
 			clear(f.inMemory)
 			// Reported before it happens, so that whoever sees Healthy()
@@ -57,6 +53,13 @@ func (f *FallbackStore) recover() {
 			f.log().Info("session store: primary answers again; outage replayed, breaker closed")
 			f.open.Store(false)
 			f.mu.Unlock()
+			// The primary has them now, or they ended there. Read them back
+			// under the change feed, as sessions read from the primary, so
+			// that the next outage does not sign out users whose sessions
+			// were made in this one.
+			for k, p := range confirmed {
+				f.confirm(k, p)
+			}
 			return
 		}
 		journal, dirty := f.journal, f.dirty

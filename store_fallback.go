@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,14 @@ type FallbackOptions struct {
 	// outage. Default 10,000. Negative disables the copies: an outage then
 	// signs users out on this instance, but a revocation made on another
 	// instance during the outage can never be missed here.
+	//
+	// A copy is served only if nothing changed or ended its session on the
+	// primary since it was read: the primary must implement ChangeFeed
+	// (RedisStore does on a single node or Sentinel, with Redis 6 or
+	// later), the feed must have been up from the copy's read until the
+	// outage began, and a copy read before the feed was last lost is never
+	// served. With a primary that cannot report changes (Redis Cluster for
+	// now, miniredis, another Store), no copies are kept: the safe default.
 	LocalCopies int
 	// MaxInFlight bounds the primary calls still running after their
 	// deadline passed (go-redis finishes them at its own timeouts); past it,
@@ -79,8 +88,10 @@ type FallbackStore struct {
 	ownsMem      bool
 	timeout      time.Duration
 	probeGap     time.Duration
-	maxAbandoned int64        // calls past their deadline allowed to run on; FallbackOptions.MaxInFlight
-	local        *localCopies // nil when disabled
+	maxAbandoned int64         // calls past their deadline allowed to run on; FallbackOptions.MaxInFlight
+	local        *localCopies  // nil when disabled or the primary cannot report changes
+	watch        SessionWatch  // the primary's change feed; nil without one
+	copyEpoch    atomic.Uint64 // the feed epoch whose copies this outage may serve; set as the breaker opens
 
 	logger   *slog.Logger
 	observer Observer // nil: none
@@ -92,6 +103,11 @@ type FallbackStore struct {
 	journal  []tombstone
 	dirty    map[Key]*dirtySession
 	inMemory map[Key]Policy // sessions put into memory during this outage
+
+	confirmMu   sync.Mutex
+	toConfirm   map[Key]Policy // sessions to read again under the change feed
+	confirmWake chan struct{}
+	confirmDone chan struct{}
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -125,6 +141,9 @@ func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions
 		logger:       opts.Logger,
 		dirty:        map[Key]*dirtySession{},
 		inMemory:     map[Key]Policy{},
+		toConfirm:    map[Key]Policy{},
+		confirmWake:  make(chan struct{}, 1),
+		confirmDone:  make(chan struct{}),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
@@ -137,11 +156,20 @@ func NewFallbackStore(primary Store, fallback *MemoryStore, opts FallbackOptions
 	if f.logger == nil {
 		f.logger = slog.Default()
 	}
-	switch {
-	case opts.LocalCopies == 0:
-		f.local = newLocalCopies(10_000)
-	case opts.LocalCopies > 0:
-		f.local = newLocalCopies(opts.LocalCopies)
+	if feed, ok := primary.(ChangeFeed); ok && opts.LocalCopies >= 0 {
+		local := newLocalCopies(cmp.Or(opts.LocalCopies, 10_000))
+		f.local = local // before the feed starts: it reports to feedChanged
+		if watch, err := feed.WatchSessions(f.feedChanged); err != nil {
+			f.local = nil
+			f.log().Info("session store: no local copies for outages: the primary cannot report changes", "error", err)
+		} else {
+			f.watch = watch
+		}
+	}
+	if f.watch != nil {
+		go f.confirmLoop()
+	} else {
+		close(f.confirmDone)
 	}
 	go f.probeLoop()
 	return f, nil
@@ -163,6 +191,10 @@ func (f *FallbackStore) Close() error {
 	f.closeOnce.Do(func() {
 		close(f.stop)
 		<-f.done
+		<-f.confirmDone
+		if f.watch != nil {
+			f.watch.Close()
+		}
 		if f.ownsMem {
 			f.memory.Close()
 		}
@@ -176,7 +208,7 @@ func (f *FallbackStore) restoreLocked(ctx context.Context, k Key, p Policy) {
 	if _, ok := f.memory.peek(k); ok {
 		return
 	}
-	rec, ok := f.local.get(k, time.Now())
+	rec, ok := f.local.get(k, time.Now(), f.copyEpoch.Load())
 	if !ok {
 		return
 	}
@@ -220,9 +252,9 @@ func (f *FallbackStore) forgetLocked(k Key) {
 func (f *FallbackStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
 	return route(ctx, f, call[Record]{
 		primary: func(ctx context.Context) (Record, error) { return f.primary.Create(ctx, k, rec, p) },
-		onAnswer: func(out Record, err error) {
+		onAnswer: func(_ Record, err error) {
 			if err == nil {
-				f.local.put(k, out, p)
+				f.confirm(k, p)
 			}
 		},
 		fallback: func() (Record, error) {
@@ -239,9 +271,9 @@ func (f *FallbackStore) Create(ctx context.Context, k Key, rec Record, p Policy)
 func (f *FallbackStore) Load(ctx context.Context, k Key, c Client, p Policy) (Record, error) {
 	return route(ctx, f, call[Record]{
 		primary: func(ctx context.Context) (Record, error) { return f.primary.Load(ctx, k, c, p) },
-		onAnswer: func(rec Record, err error) {
+		onAnswer: func(_ Record, err error) {
 			if err == nil {
-				f.local.put(k, rec, p)
+				f.confirm(k, p)
 			} else {
 				f.local.drop(k)
 			}
@@ -259,7 +291,7 @@ func (f *FallbackStore) Update(ctx context.Context, k Key, c Change, p Policy) e
 		primary: func(ctx context.Context) (struct{}, error) { return struct{}{}, f.primary.Update(ctx, k, c, p) },
 		onAnswer: func(_ struct{}, err error) {
 			if err == nil {
-				f.local.apply(k, c)
+				f.confirm(k, p)
 			} else {
 				f.local.drop(k)
 			}
@@ -283,9 +315,9 @@ func (f *FallbackStore) Update(ctx context.Context, k Key, c Change, p Policy) e
 func (f *FallbackStore) Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error) {
 	return route(ctx, f, call[int64]{
 		primary: func(ctx context.Context) (int64, error) { return f.primary.Incr(ctx, k, name, delta, p) },
-		onAnswer: func(n int64, err error) {
+		onAnswer: func(_ int64, err error) {
 			if err == nil {
-				f.local.apply(k, Change{Set: map[string]string{name: fmt.Sprint(n)}})
+				f.confirm(k, p)
 			}
 		},
 		notIdempotent: true,
@@ -304,10 +336,10 @@ func (f *FallbackStore) Incr(ctx context.Context, k Key, name string, delta int6
 func (f *FallbackStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, error) {
 	return route(ctx, f, call[Record]{
 		primary: func(ctx context.Context) (Record, error) { return f.primary.Rotate(ctx, r, p) },
-		onAnswer: func(out Record, err error) {
+		onAnswer: func(_ Record, err error) {
 			f.local.drop(r.From)
 			if err == nil {
-				f.local.put(r.To, out, p)
+				f.confirm(r.To, p)
 			}
 		},
 		fallback: func() (Record, error) {
@@ -359,7 +391,7 @@ func (f *FallbackStore) List(ctx context.Context, userID string) ([]Info, error)
 			for _, in := range list {
 				seen[in.ID] = true
 			}
-			for _, in := range f.local.ofUser(userID, time.Now()) {
+			for _, in := range f.local.ofUser(userID, time.Now(), f.copyEpoch.Load()) {
 				if !seen[in.ID] {
 					list = append(list, in)
 				}

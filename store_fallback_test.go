@@ -79,7 +79,9 @@ func TestAnOutageIsServedFromMemoryAndReplayedWhenRedisReturns(t *testing.T) {
 	bob.get("/login?u=bob")
 	carol.get("/login?u=carol")
 
-	awaitLocalCopy(t, fb, "alice")
+	for _, user := range []string{"alice", "bob", "carol"} {
+		awaitLocalCopy(t, fb, user)
+	}
 	s.proxy.set(modeReset)
 	if res := alice.get("/get?k=cart"); res.Header.Get("X-User") != "alice" {
 		t.Fatalf("alice was signed out by the outage (user %q)", res.Header.Get("X-User"))
