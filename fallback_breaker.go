@@ -70,6 +70,10 @@ func (f *FallbackStore) openBreaker(cause error) {
 	defer f.mu.Unlock()
 	if !f.open.Load() {
 		f.copyEpoch.Store(f.trustedEpoch())
+		// Sessions made or renewed here during the outage are restored
+		// only if no RevokeAll of their user came after what this instance
+		// last saw of the primary. Having seen nothing, it assumes any did.
+		f.horizon = time.UnixMicro(max(f.primaryClock.Load(), 1))
 		f.open.Store(true)
 		f.notify(EventPrimaryDown, cause)
 		f.log().Warn("session store: primary unavailable; serving from memory until it answers and the outage is replayed", "error", cause)

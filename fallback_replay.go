@@ -68,6 +68,7 @@ func (f *FallbackStore) recover() {
 		for k, d := range dirty {
 			if d.created {
 				if rec, ok := f.memory.peek(k); ok {
+					rec.Horizon = f.horizon
 					records[k] = rec
 				}
 			}

@@ -132,3 +132,64 @@ func TestRedisKilledUnderLoadAndRestarted(t *testing.T) {
 	t.Logf("%d requests, %d sessions created during the outage, all replayed; Redis used again %v after its restart; %d reads found no confirmed copy yet",
 		requests.Load(), len(duringOutage), recovered.Round(10*time.Millisecond), signedOut.Load())
 }
+
+func TestARenewalDuringAnOutageDoesNotBringBackASessionRevokedElsewhere(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		revoke func(t *testing.T, s *faultSetup, id string)
+	}{
+		{"Revoke by public ID", func(t *testing.T, s *faultSetup, id string) {
+			if err := s.b.m.Revoke(t.Context(), "alice", id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"RevokeAll", func(t *testing.T, s *faultSetup, _ string) {
+			if _, err := s.b.m.RevokeAll(t.Context(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newFaultSetup(t, session.FallbackOptions{})
+			alice := s.a.client(t)
+			alice.get("/login?u=alice")
+			id := alice.get("/get").Header.Get("X-ID")
+			awaitLocalCopy(t, s.fb, "alice")
+
+			s.proxy.set(modeReset)
+			if res := alice.get("/renew"); res.StatusCode != 200 || res.Header.Get("X-User") != "alice" {
+				t.Fatalf("the renewal during the outage was not served (status %d)", res.StatusCode)
+			}
+			tc.revoke(t, s, id)
+			s.proxy.set(modePass)
+			waitFor(t, "the breaker closes", 5*time.Second, s.fb.Healthy)
+
+			if u := s.onB(t, alice.cookie, "/get").Header.Get("X-User"); u != "" {
+				t.Errorf("the session renewed during the outage is alive on B after the replay (user %q)", u)
+			}
+			if u := alice.get("/get").Header.Get("X-User"); u != "" {
+				t.Errorf("the session renewed during the outage is alive on A after the replay (user %q)", u)
+			}
+		})
+	}
+}
+
+func TestALoginDuringAnOutageDoesNotOutliveARevokeAllMadeElsewhereMeanwhile(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	phone := s.b.client(t)
+	phone.get("/login?u=alice") // alice is known to Redis
+
+	s.proxy.set(modeReset)
+	laptop := s.a.client(t)
+	if res := laptop.get("/login?u=alice"); res.Header.Get("X-User") != "alice" {
+		t.Fatalf("login during the outage: status %d", res.StatusCode)
+	}
+	if _, err := s.b.m.RevokeAll(t.Context(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	s.proxy.set(modePass)
+	waitFor(t, "the breaker closes", 5*time.Second, s.fb.Healthy)
+	if u := s.onB(t, laptop.cookie, "/get").Header.Get("X-User"); u != "" {
+		t.Errorf("a login made on A during its outage survives a later RevokeAll on B (user %q)", u)
+	}
+}

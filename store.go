@@ -39,6 +39,12 @@ type Store interface {
 	// stored. A user's session joins that user's index; if
 	// p.MaxSessionsPerUser is exceeded, the user's least recently seen other
 	// session is revoked. Creating over an existing session is an error.
+	//
+	// A restored record (rec.Expires set) never outlives a revocation: for
+	// a user's session, Create fails with ErrNotFound if Revoke ended a live
+	// session of that user with public ID rec.ID (any time before that
+	// session would have expired), or if rec.Horizon is set and RevokeAll
+	// ended the user's sessions after rec.Horizon by the store's clock.
 	Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error)
 
 	// Load returns the session and slides its idle expiry. If its last-seen
@@ -102,6 +108,12 @@ type Record struct {
 	Info
 	UserID string
 	Values map[string]string
+	// Horizon is plumbing for restoring sessions after an outage
+	// (FallbackStore sets it); zero everywhere else, and never stored. On
+	// Create of a restored record, it is the time, by the store's clock, up
+	// to which whoever restores it saw the store: a RevokeAll of the user
+	// after it ends the restored session too (see Store.Create).
+	Horizon time.Time
 }
 
 // Change is a set of per-field writes: only these fields are touched, so

@@ -96,10 +96,12 @@ type FallbackStore struct {
 	logger   *slog.Logger
 	observer Observer // nil: none
 
-	abandoned atomic.Int64 // primary calls past their deadline, still running
-	open      atomic.Bool  // changes only under mu
+	abandoned    atomic.Int64 // primary calls past their deadline, still running
+	primaryClock atomic.Int64 // the latest primary time seen in its answers, µs since 1970
+	open         atomic.Bool  // changes only under mu
 
 	mu       sync.Mutex // guards the fields below; fallback calls run under it
+	horizon  time.Time  // primaryClock when the breaker opened: what this outage's replay saw
 	journal  []tombstone
 	dirty    map[Key]*dirtySession
 	inMemory map[Key]Policy // sessions put into memory during this outage
@@ -202,6 +204,18 @@ func (f *FallbackStore) Close() error {
 	return nil
 }
 
+// sawPrimaryTime notes the primary's clock as rec, which the primary just
+// returned, shows it: a lower bound of its time now.
+func (f *FallbackStore) sawPrimaryTime(rec Record) {
+	t := max(rec.Created.UnixMicro(), rec.LastSeen.UnixMicro())
+	for {
+		seen := f.primaryClock.Load()
+		if t <= seen || f.primaryClock.CompareAndSwap(seen, t) {
+			return
+		}
+	}
+}
+
 // restoreLocked makes sure the fallback holds k if this instance knows it,
 // restoring it from the local copy if need be. The caller holds f.mu.
 func (f *FallbackStore) restoreLocked(ctx context.Context, k Key, p Policy) {
@@ -252,8 +266,9 @@ func (f *FallbackStore) forgetLocked(k Key) {
 func (f *FallbackStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
 	return route(ctx, f, call[Record]{
 		primary: func(ctx context.Context) (Record, error) { return f.primary.Create(ctx, k, rec, p) },
-		onAnswer: func(_ Record, err error) {
+		onAnswer: func(out Record, err error) {
 			if err == nil {
+				f.sawPrimaryTime(out)
 				f.confirm(k, p)
 			}
 		},
@@ -271,8 +286,9 @@ func (f *FallbackStore) Create(ctx context.Context, k Key, rec Record, p Policy)
 func (f *FallbackStore) Load(ctx context.Context, k Key, c Client, p Policy) (Record, error) {
 	return route(ctx, f, call[Record]{
 		primary: func(ctx context.Context) (Record, error) { return f.primary.Load(ctx, k, c, p) },
-		onAnswer: func(_ Record, err error) {
+		onAnswer: func(rec Record, err error) {
 			if err == nil {
+				f.sawPrimaryTime(rec)
 				f.confirm(k, p)
 			} else {
 				f.local.drop(k)
@@ -336,9 +352,10 @@ func (f *FallbackStore) Incr(ctx context.Context, k Key, name string, delta int6
 func (f *FallbackStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, error) {
 	return route(ctx, f, call[Record]{
 		primary: func(ctx context.Context) (Record, error) { return f.primary.Rotate(ctx, r, p) },
-		onAnswer: func(_ Record, err error) {
+		onAnswer: func(out Record, err error) {
 			f.local.drop(r.From)
 			if err == nil {
+				f.sawPrimaryTime(out)
 				f.confirm(r.To, p)
 			}
 		},

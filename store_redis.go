@@ -297,14 +297,19 @@ func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Create implements Store.
 func (s *RedisStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
-	keys, args, err := s.createCall(k, rec, rec.Values, p, !rec.Expires.IsZero())
+	restored := !rec.Expires.IsZero()
+	keys, args, err := s.createCall(k, rec, rec.Values, p, restored)
 	if err != nil {
 		return Record{}, err
+	}
+	if restored {
+		args[restoreArg] = restoreHorizon(rec.Horizon)
 	}
 	res, err := s.runDurable(ctx, scriptCreate, keys, args...)
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis create: %w", err)
 	}
+	rec.Horizon = time.Time{}
 	return created(k, rec, rec.Values, res)
 }
 
@@ -324,15 +329,33 @@ func (s *RedisStore) createCall(k Key, rec Record, values map[string]string, p P
 	if k.UserID != "" {
 		userPrefix = s.userPrefix(k.UserID)
 	}
-	args := make([]any, 0, 14+2*len(values))
+	args := make([]any, 0, 15+2*len(values))
 	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), millis(p.Lifetime), createdAt, expiresAt,
-		p.MaxSessionsPerUser, userPrefix,
+		p.MaxSessionsPerUser, userPrefix, "",
 		fieldID, rec.ID, fieldAgent, rec.UserAgent, fieldIP, rec.IP)
 	for name, v := range values {
 		args = append(args, valuePrefix+name, v)
 	}
 	return keys, args, nil
 }
+
+// restoreArg is the index in the create script's ARGV (less one) that marks
+// a restored session and carries its restorer's horizon; ” otherwise.
+const restoreArg = 8
+
+// restoreHorizon is the create script's horizon argument: microseconds,
+// or "0" for none.
+func restoreHorizon(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return strconv.FormatInt(t.UnixMicro(), 10)
+}
+
+// revocationMemory is how long at least RevokeAll keeps a user's new
+// generation, even with no session left to keep it: a session restored after
+// an outage of up to this long still finds that it was revoked.
+const revocationMemory = 24 * time.Hour
 
 // created reads the create script's reply into the stored record.
 func created(k Key, rec Record, values map[string]string, res any) (Record, error) {
@@ -657,7 +680,7 @@ func (s *RedisStore) RevokeAll(ctx context.Context, userID string, keep Key) (in
 	if keep.UserID == userID && validHash(keep.Hash) {
 		keepHash = keep.Hash
 	}
-	res, err := s.runDurable(ctx, scriptRevokeAll, keys, prefix, keepHash)
+	res, err := s.runDurable(ctx, scriptRevokeAll, keys, prefix, keepHash, revocationMemory.Milliseconds())
 	n, _ := res.(int64)
 	if err != nil {
 		return 0, fmt.Errorf("session: redis revoke all: %w", err)
