@@ -25,6 +25,64 @@ type dirtySession struct {
 	policy  Policy
 }
 
+// sawPrimaryTime notes the primary's clock as rec, which the primary just
+// returned, shows it: a lower bound of its time now.
+func (f *FallbackStore) sawPrimaryTime(rec Record) {
+	t := max(rec.Created.UnixMicro(), rec.LastSeen.UnixMicro())
+	for {
+		seen := f.primaryClock.Load()
+		if t <= seen || f.primaryClock.CompareAndSwap(seen, t) {
+			return
+		}
+	}
+}
+
+// restoreLocked makes sure the fallback holds k if this instance knows it,
+// restoring it from the local copy if need be. The caller holds f.mu.
+func (f *FallbackStore) restoreLocked(ctx context.Context, k Key, p Policy) {
+	if _, ok := f.memory.peek(k); ok {
+		return
+	}
+	rec, ok := f.local.get(k, time.Now(), f.copyEpoch.Load())
+	if !ok {
+		return
+	}
+	if _, err := f.memory.Create(ctx, k, rec, p); err == nil {
+		f.inMemory[k] = p
+	}
+}
+
+// markChanged records c as done to k during the outage. The caller holds f.mu.
+func (f *FallbackStore) markChanged(k Key, c Change, p Policy) {
+	d := f.dirty[k]
+	if d == nil {
+		d = &dirtySession{change: map[string]*string{}}
+		f.dirty[k] = d
+	}
+	d.policy = p
+	if d.created {
+		return // replayed whole
+	}
+	for _, name := range c.Delete {
+		d.change[name] = nil
+	}
+	for name, v := range c.Set {
+		d.change[name] = &v
+	}
+}
+
+// markCreated records that k was created during the outage. The caller holds f.mu.
+func (f *FallbackStore) markCreated(k Key, p Policy) {
+	f.inMemory[k] = p
+	f.dirty[k] = &dirtySession{created: true, policy: p}
+}
+
+// forgetLocked drops what this instance knows of k. The caller holds f.mu.
+func (f *FallbackStore) forgetLocked(k Key) {
+	f.local.drop(k)
+	delete(f.dirty, k)
+}
+
 // recover probes the primary and, if it answers, replays the outage to it
 // and closes the breaker. It stops at the first failure and tries again at
 // the next probe; nothing is dropped for want of an answer. What the primary

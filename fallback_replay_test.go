@@ -193,3 +193,36 @@ func TestALoginDuringAnOutageDoesNotOutliveARevokeAllMadeElsewhereMeanwhile(t *t
 		t.Errorf("a login made on A during its outage survives a later RevokeAll on B (user %q)", u)
 	}
 }
+
+// TestARedisRestartWithoutPersistenceEndsTheSessionsItHeld pins what an
+// outage that loses Redis's data costs: a session this instance only read
+// during the outage (from its local copy) is signed out once Redis is back,
+// since nothing proves it was not ended meanwhile; one created or renewed
+// here during the outage exists nowhere else and is restored.
+func TestARedisRestartWithoutPersistenceEndsTheSessionsItHeld(t *testing.T) {
+	srv := sessiontest.StartRedis(t)
+	fb := newFallback(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.FallbackOptions{})
+	a := newTestApp(t, fb, session.Options{})
+	b := newTestApp(t, newRedisStore(t, sessionClient(t, srv.Addr), session.RedisOptions{}), session.Options{})
+	alice := a.client(t)
+	alice.get("/login?u=alice")
+	awaitLocalCopy(t, fb, "alice")
+
+	srv.Kill()
+	if u := alice.get("/get").Header.Get("X-User"); u != "alice" {
+		t.Fatalf("during the outage alice is not served from the local copy (user %q)", u)
+	}
+	bob := a.client(t)
+	bob.get("/login?u=bob")
+	srv.Restart(t) // empty: it keeps nothing on disk
+	waitFor(t, "the breaker closes", 10*time.Second, fb.Healthy)
+
+	if u := alice.get("/get").Header.Get("X-User"); u != "" {
+		t.Errorf("after Redis lost its data, alice's session is %q; the documented cost is that it ends", u)
+	}
+	onB := b.client(t)
+	onB.cookie = bob.cookie
+	if u := onB.get("/get").Header.Get("X-User"); u != "bob" {
+		t.Errorf("a login made during the outage is not in the restarted Redis (user %q)", u)
+	}
+}

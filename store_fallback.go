@@ -74,14 +74,31 @@ var ErrUnavailable = errors.New("session: store unavailable")
 // probe; a replayed session write it refuses is dropped with a warning, so
 // that a full Redis does not keep the store on memory.
 //
+// Local copies (FallbackOptions.LocalCopies) keep users signed in through
+// an outage: a copy is confirmed under the primary's ChangeFeed after each
+// answer about its session, dropped when the feed reports a change, and
+// served only in an outage that began while its feed epoch was up.
+//
+// What an outage replay never does: bring back a session that a logout,
+// Revoke or RevokeAll ended on the primary. A session created or renewed
+// here during the outage is restored as a record that Store.Create checks
+// against revocations (its public ID revoked, or a RevokeAll of its user
+// after the primary time this instance last saw before the outage; a
+// RevokeAll made by this instance during the outage counts too, so a
+// session it kept or made after that is ended, not restored).
+//
 // Trade-offs, all local to one instance: during an outage, a session this
-// instance has not read recently is anonymous here; a revocation made on
+// instance holds no confirmed copy of is anonymous here (including one
+// written here within a round trip of the outage); a revocation made on
 // another instance is not seen here until the primary is back; a session
-// created here is unknown to other instances until then. Incr is not
-// idempotent, so an Incr whose primary call fails returns ErrUnavailable
-// instead of counting again in the fallback (the primary may have counted
-// it). A field changed both here during the outage and on the primary ends
-// with this instance's value when the outage is replayed.
+// created here is unknown to other instances until then. An outage in which
+// the primary lost its data (Redis restarted without persistence) ends the
+// sessions this instance only served from copies: nothing proves they were
+// not ended meanwhile. Incr is not idempotent, so an Incr whose primary call
+// fails returns ErrUnavailable instead of counting again in the fallback
+// (the primary may have counted it). A field changed both here during the
+// outage and on the primary ends with this instance's value when the
+// outage is replayed.
 type FallbackStore struct {
 	primary      Store
 	memory       *MemoryStore
@@ -202,64 +219,6 @@ func (f *FallbackStore) Close() error {
 		}
 	})
 	return nil
-}
-
-// sawPrimaryTime notes the primary's clock as rec, which the primary just
-// returned, shows it: a lower bound of its time now.
-func (f *FallbackStore) sawPrimaryTime(rec Record) {
-	t := max(rec.Created.UnixMicro(), rec.LastSeen.UnixMicro())
-	for {
-		seen := f.primaryClock.Load()
-		if t <= seen || f.primaryClock.CompareAndSwap(seen, t) {
-			return
-		}
-	}
-}
-
-// restoreLocked makes sure the fallback holds k if this instance knows it,
-// restoring it from the local copy if need be. The caller holds f.mu.
-func (f *FallbackStore) restoreLocked(ctx context.Context, k Key, p Policy) {
-	if _, ok := f.memory.peek(k); ok {
-		return
-	}
-	rec, ok := f.local.get(k, time.Now(), f.copyEpoch.Load())
-	if !ok {
-		return
-	}
-	if _, err := f.memory.Create(ctx, k, rec, p); err == nil {
-		f.inMemory[k] = p
-	}
-}
-
-// markChanged records c as done to k during the outage. The caller holds f.mu.
-func (f *FallbackStore) markChanged(k Key, c Change, p Policy) {
-	d := f.dirty[k]
-	if d == nil {
-		d = &dirtySession{change: map[string]*string{}}
-		f.dirty[k] = d
-	}
-	d.policy = p
-	if d.created {
-		return // replayed whole
-	}
-	for _, name := range c.Delete {
-		d.change[name] = nil
-	}
-	for name, v := range c.Set {
-		d.change[name] = &v
-	}
-}
-
-// markCreated records that k was created during the outage. The caller holds f.mu.
-func (f *FallbackStore) markCreated(k Key, p Policy) {
-	f.inMemory[k] = p
-	f.dirty[k] = &dirtySession{created: true, policy: p}
-}
-
-// forgetLocked drops what this instance knows of k. The caller holds f.mu.
-func (f *FallbackStore) forgetLocked(k Key) {
-	f.local.drop(k)
-	delete(f.dirty, k)
 }
 
 // Create implements Store.
