@@ -33,10 +33,11 @@ type invalidator struct {
 	onChange func(keys []string)
 
 	mu        sync.Mutex
-	epoch     uint64    // the current or last epoch; 0 before the first
-	up        bool      // the current epoch is live
-	downSince time.Time // when the last epoch ended
-	trk       *redis.Client
+	epoch     uint64      // the current or last epoch; 0 before the first
+	up        bool        // the current epoch is live
+	downSince time.Time   // when the last epoch ended
+	trk       *redis.Conn // the tracking connection; one connection, so that what it tracks stays tracked
+	trkMu     sync.Mutex  // a redis.Conn takes one command (or pipeline) at a time
 	sub       *redis.PubSub
 	pongs     map[string]chan struct{} // barrier tokens awaiting their pong
 	token     atomic.Uint64
@@ -179,8 +180,17 @@ func (inv *invalidator) session() error {
 		trkConnects.Add(1)
 		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load()).Err()
 	}
-	trk := redis.NewClient(&trkOpts)
-	defer trk.Close()
+	trkClient := redis.NewClient(&trkOpts)
+	defer trkClient.Close()
+	// One sticky connection: a client's pool (and its separate pipeline
+	// pool) would track keys on whichever connection read them, and lose
+	// them unnoticed with that connection.
+	trk := trkClient.Conn()
+	defer func() {
+		inv.trkMu.Lock()
+		defer inv.trkMu.Unlock()
+		trk.Close()
+	}()
 	if err := trk.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("turning tracking on: %w", err)
 	}
@@ -230,7 +240,9 @@ func (inv *invalidator) session() error {
 				return errors.New("the invalidation subscriber stopped answering")
 			}
 			pctx, cancel := context.WithTimeout(ctx, invalidationHeartbeat)
+			inv.trkMu.Lock()
 			err := trk.Ping(pctx).Err()
+			inv.trkMu.Unlock()
 			cancel()
 			if err != nil {
 				return fmt.Errorf("tracking connection: %w", err)
@@ -331,10 +343,12 @@ func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), 
 		delete(inv.windows, w)
 		inv.mu.Unlock()
 	}()
+	inv.trkMu.Lock()
 	cmds, err := trk.Pipelined(ctx, func(p redis.Pipeliner) error {
 		reads(p)
 		return nil
 	})
+	inv.trkMu.Unlock()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
