@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -135,5 +136,24 @@ func TestWithoutAChangeFeedNoLocalCopyIsServed(t *testing.T) {
 	defer func() { _ = fake.m.Restart() }() // for the check of every key's TTL
 	if u := c.get("/get").Header.Get("X-User"); u != "" {
 		t.Errorf("with no way to hear of changes, an outage served a local copy (user %q)", u)
+	}
+}
+
+func TestTheChangeFeedOutlastsABusySessionAndKeepsItsCopyConfirmed(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	c := s.a.client(t)
+	c.get("/login?u=ivy")
+	awaitLocalCopy(t, s.fb, "ivy")
+	epoch := session.FeedEpoch(s.fb)
+	for i := range 300 {
+		c.get(fmt.Sprintf("/set?k=n&v=%d", i))
+	}
+	awaitLocalCopy(t, s.fb, "ivy")
+	if got := session.FeedEpoch(s.fb); got != epoch {
+		t.Errorf("300 requests moved the change feed from epoch %d to %d: confirming copies must not cost the feed its connections", epoch, got)
+	}
+	s.proxy.set(modeReset)
+	if got := c.body("/get?k=n"); got != "299" {
+		t.Errorf("in the outage the busy session reads n=%q, want 299", got)
 	}
 }

@@ -265,10 +265,11 @@ func (f *FallbackStore) Update(ctx context.Context, k Key, c Change, p Policy) e
 	_, err := route(ctx, f, call[struct{}]{
 		primary: func(ctx context.Context) (struct{}, error) { return struct{}{}, f.primary.Update(ctx, k, c, p) },
 		onAnswer: func(_ struct{}, err error) {
+			// The copy is older than this write: drop it at once rather
+			// than when the feed reports the write.
+			f.local.drop(k)
 			if err == nil {
 				f.confirm(k, p)
-			} else {
-				f.local.drop(k)
 			}
 		},
 		fallback: func() (struct{}, error) {
@@ -291,6 +292,7 @@ func (f *FallbackStore) Incr(ctx context.Context, k Key, name string, delta int6
 	return route(ctx, f, call[int64]{
 		primary: func(ctx context.Context) (int64, error) { return f.primary.Incr(ctx, k, name, delta, p) },
 		onAnswer: func(_ int64, err error) {
+			f.local.drop(k) // older than this write
 			if err == nil {
 				f.confirm(k, p)
 			}
