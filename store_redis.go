@@ -109,28 +109,6 @@ func (s *RedisStore) run(ctx context.Context, script *redis.Script, keys []strin
 	return cmd
 }
 
-// outageReplies start the Redis error replies that mean the server cannot
-// serve for now rather than that it refuses the operation: it is loading
-// its dataset, its master or cluster is down, a slot is moving, or a
-// script blocks it. They count as outages; every other reply is an answer.
-var outageReplies = []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "MOVED", "ASK", "ERR max number of clients"}
-
-// refusal marks a Redis error reply with ErrRefused, unless it is one of
-// outageReplies. Errors that are not replies (timeouts, refused or reset
-// connections) are left as they are: the store could not answer.
-func refusal(err error) error {
-	var reply redis.Error
-	if err == nil || !errors.As(err, &reply) || errors.Is(err, redis.Nil) || errors.Is(err, ErrRefused) {
-		return err
-	}
-	for _, prefix := range outageReplies {
-		if redis.HasErrorPrefix(err, prefix) || strings.HasPrefix(reply.Error(), prefix) {
-			return err
-		}
-	}
-	return fmt.Errorf("%w: %w", ErrRefused, err)
-}
-
 // noteFailure makes a cluster client reload its slot map after a failure
 // that may mean a primary is gone: go-redis otherwise keeps sending that
 // slot's commands to the dead primary until its ClusterStateReloadInterval
@@ -338,24 +316,6 @@ func (s *RedisStore) createCall(k Key, rec Record, values map[string]string, p P
 	}
 	return keys, args, nil
 }
-
-// restoreArg is the index in the create script's ARGV (less one) that marks
-// a restored session and carries its restorer's horizon; ” otherwise.
-const restoreArg = 8
-
-// restoreHorizon is the create script's horizon argument: microseconds,
-// or "0" for none.
-func restoreHorizon(t time.Time) string {
-	if t.IsZero() {
-		return "0"
-	}
-	return strconv.FormatInt(t.UnixMicro(), 10)
-}
-
-// revocationMemory is how long at least RevokeAll keeps a user's new
-// generation, even with no session left to keep it: a session restored after
-// an outage of up to this long still finds that it was revoked.
-const revocationMemory = 24 * time.Hour
 
 // created reads the create script's reply into the stored record.
 func created(k Key, rec Record, values map[string]string, res any) (Record, error) {
