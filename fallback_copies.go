@@ -140,13 +140,15 @@ func (f *FallbackStore) requeue(batch map[Key]Policy) {
 	}
 }
 
-// feedChanged hears the change feed: it drops the copies reported, and
-// when the feed starts a new epoch (keys == nil), it confirms anew what
-// waits for it.
+// feedChanged hears the change feed: it drops the copies reported and
+// reads them again under the feed, since most reports are of changes that
+// leave the session live (its own touches, another device's login).
 func (f *FallbackStore) feedChanged(keys []Key) {
-	f.local.changed(keys)
+	for _, c := range f.local.changed(keys) {
+		f.confirm(c.key, c.policy)
+	}
 	if keys == nil {
-		select {
+		select { // a new epoch: confirm what waited for the feed
 		case f.confirmWake <- struct{}{}:
 		default:
 		}
@@ -167,7 +169,7 @@ type localCopy struct {
 	key    Key
 	rec    Record
 	usedAt time.Time
-	idle   time.Duration
+	policy Policy
 	epoch  uint64 // the change-feed epoch it was confirmed under
 }
 
@@ -182,7 +184,7 @@ func (l *localCopies) put(k Key, rec Record, p Policy, epoch uint64) {
 	rec = copyRecord(rec)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := &localCopy{key: k, rec: rec, usedAt: time.Now(), idle: p.IdleTimeout, epoch: epoch}
+	c := &localCopy{key: k, rec: rec, usedAt: time.Now(), policy: p, epoch: epoch}
 	if e, ok := l.m[k]; ok {
 		e.Value = c
 		l.lru.MoveToFront(e)
@@ -198,7 +200,7 @@ func (l *localCopies) put(k Key, rec Record, p Policy, epoch uint64) {
 // servable reports whether c may be served at now in an outage that
 // trusts epoch.
 func (c *localCopy) servable(now time.Time, epoch uint64) bool {
-	return epoch != 0 && c.epoch == epoch && now.Before(c.usedAt.Add(c.idle)) && now.Before(c.rec.Expires)
+	return epoch != 0 && c.epoch == epoch && now.Before(c.usedAt.Add(c.policy.IdleTimeout)) && now.Before(c.rec.Expires)
 }
 
 // get returns k's copy if it may be served in an outage that trusts epoch.
@@ -232,26 +234,40 @@ func (l *localCopies) drop(k Key) {
 	}
 }
 
-// changed drops the copies a change feed reports: keys as in ChangeFeed.
-func (l *localCopies) changed(keys []Key) {
+// changed drops the copies a change feed reports (keys as in ChangeFeed)
+// and returns them.
+func (l *localCopies) changed(keys []Key) []*localCopy {
 	if l == nil {
-		return
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var dropped []*localCopy
+	take := func(e *list.Element) {
+		c := l.lru.Remove(e).(*localCopy)
+		delete(l.m, c.key)
+		dropped = append(dropped, c)
 	}
 	if keys == nil {
-		l.mu.Lock()
-		clear(l.m)
-		l.lru.Init()
-		l.mu.Unlock()
-		return
+		for _, e := range l.m {
+			take(e)
+		}
+		return dropped
 	}
-	all := func(Record) bool { return true }
 	for _, k := range keys {
-		if k.Hash == "" {
-			l.dropWhere(k.UserID, all)
-		} else {
-			l.drop(k)
+		if k.Hash != "" {
+			if e, ok := l.m[k]; ok {
+				take(e)
+			}
+			continue
+		}
+		for ck, e := range l.m {
+			if ck.UserID == k.UserID {
+				take(e)
+			}
 		}
 	}
+	return dropped
 }
 
 // dropWhere drops userID's copies that match, except keep, and returns their keys.

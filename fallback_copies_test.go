@@ -105,23 +105,31 @@ func TestALocalCopyIsNotServedAfterARevokeAllReplayedByAnotherInstance(t *testin
 
 func TestALocalCopyIsNotTrustedAcrossALostChangeFeed(t *testing.T) {
 	s := newFaultSetup(t, session.FallbackOptions{})
-	alice := s.a.client(t)
+	alice, bob := s.a.client(t), s.a.client(t)
 	alice.get("/login?u=alice")
+	bob.get("/login?u=bob")
 	awaitLocalCopy(t, s.fb, "alice")
+	awaitLocalCopy(t, s.fb, "bob")
+	epoch := session.FeedEpoch(s.fb)
 
-	// Reports to A stop; a change made now could be missed, so once the
-	// feed is back, nothing confirmed before is trusted.
+	// Reports to A stop, and alice logs out on B meanwhile: A cannot hear
+	// of it, so nothing confirmed before the feed was lost is trusted once
+	// it is back; what is still live is read again under the new feed.
 	if err := s.srv.Client(t).Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "copies confirmed before the feed was lost are dropped", 5*time.Second, func() bool {
-		return session.LocalCopiesOf(s.fb, "alice") == 0
-	})
-	alice.get("/get") // read again under the new feed
-	awaitLocalCopy(t, s.fb, "alice")
+	if res := s.onB(t, alice.cookie, "/logout"); res.StatusCode != http.StatusOK {
+		t.Fatalf("logout on B: status %d", res.StatusCode)
+	}
+	waitFor(t, "a new feed epoch", 5*time.Second, func() bool { return session.FeedEpoch(s.fb) > epoch })
+	awaitLocalCopy(t, s.fb, "bob")
+
 	s.proxy.set(modeReset)
-	if u := alice.get("/get").Header.Get("X-User"); u != "alice" {
-		t.Errorf("a copy confirmed under the re-established feed is not served (user %q)", u)
+	if u := alice.get("/get").Header.Get("X-User"); u != "" {
+		t.Errorf("a copy confirmed before the feed was lost is served after a logout A could not hear of (user %q)", u)
+	}
+	if u := bob.get("/get").Header.Get("X-User"); u != "bob" {
+		t.Errorf("a session read again under the re-established feed is not served (user %q)", u)
 	}
 }
 
