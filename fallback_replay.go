@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,6 +144,23 @@ func (f *FallbackStore) recover() {
 // each phase replayWorkers calls at a time. On failure it puts back what it
 // did not apply and reports false.
 func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty map[Key]*dirtySession, records map[Key]Record) bool {
+	// A session made here and kept through this instance's own RevokeAll
+	// (LogoutOthers after a login or renewal during the outage) goes to the
+	// primary first, so that the replayed RevokeAll keeps it instead of
+	// leaving it a generation its restore would be refused for.
+	var kept []Key
+	for _, t := range journal {
+		if d, ok := dirty[t.key]; t.all && ok && d.created && !slices.Contains(kept, t.key) {
+			kept = append(kept, t.key)
+		}
+	}
+	if left := f.replaySessions(ctx, kept, dirty, records); len(left) > 0 {
+		f.putBack(journal, dirty)
+		return false
+	}
+	for _, k := range kept {
+		delete(dirty, k)
+	}
 	if left := replayAll(journal, func(t tombstone) bool {
 		_, outage, err := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, f.replayTombstone(ctx, t)
@@ -163,7 +181,21 @@ func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty m
 	for k := range dirty {
 		keys = append(keys, k)
 	}
-	left := replayAll(keys, func(k Key) bool {
+	if left := f.replaySessions(ctx, keys, dirty, records); len(left) > 0 {
+		rest := make(map[Key]*dirtySession, len(left))
+		for _, k := range left {
+			rest[k] = dirty[k]
+		}
+		f.putBack(nil, rest)
+		return false
+	}
+	return true
+}
+
+// replaySessions replays what the outage did to the sessions keys and
+// returns those it could not for want of an answer.
+func (f *FallbackStore) replaySessions(ctx context.Context, keys []Key, dirty map[Key]*dirtySession, records map[Key]Record) (left []Key) {
+	return replayAll(keys, func(k Key) bool {
 		_, outage, err := callPrimary(ctx, f, func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, f.replaySession(ctx, k, dirty[k], records)
 		})
@@ -179,15 +211,6 @@ func (f *FallbackStore) replay(ctx context.Context, journal []tombstone, dirty m
 		}
 		return outage
 	})
-	if len(left) > 0 {
-		rest := make(map[Key]*dirtySession, len(left))
-		for _, k := range left {
-			rest[k] = dirty[k]
-		}
-		f.putBack(nil, rest)
-		return false
-	}
-	return true
 }
 
 // replayWorkers is how many replayed calls are in flight at once: an outage

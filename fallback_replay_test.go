@@ -226,3 +226,29 @@ func TestARedisRestartWithoutPersistenceEndsTheSessionsItHeld(t *testing.T) {
 		t.Errorf("a login made during the outage is not in the restarted Redis (user %q)", u)
 	}
 }
+
+func TestLogoutOthersDuringAnOutageKeepsTheSessionItKeptAfterTheReplay(t *testing.T) {
+	s := newFaultSetup(t, session.FallbackOptions{})
+	phone := s.b.client(t)
+	phone.get("/login?u=alice")
+	laptop := s.a.client(t)
+	laptop.get("/login?u=alice")
+	awaitLocalCopy(t, s.fb, "alice")
+
+	s.proxy.set(modeReset)
+	if res := laptop.get("/renew"); res.Header.Get("X-User") != "alice" { // say, a password change
+		t.Fatalf("renewal during the outage: status %d", res.StatusCode)
+	}
+	if res := laptop.get("/others"); res.StatusCode != 200 {
+		t.Fatalf("logging out other devices during the outage: status %d", res.StatusCode)
+	}
+	s.proxy.set(modePass)
+	waitFor(t, "the breaker closes", 5*time.Second, s.fb.Healthy)
+
+	if u := s.onB(t, laptop.cookie, "/get").Header.Get("X-User"); u != "alice" {
+		t.Errorf("the session kept by LogoutOthers during the outage is gone after the replay (user %q)", u)
+	}
+	if u := s.onB(t, phone.cookie, "/get").Header.Get("X-User"); u != "" {
+		t.Errorf("the other device is still signed in after the replayed LogoutOthers (user %q)", u)
+	}
+}

@@ -76,16 +76,19 @@ var ErrUnavailable = errors.New("session: store unavailable")
 //
 // Local copies (FallbackOptions.LocalCopies) keep users signed in through
 // an outage: a copy is confirmed under the primary's ChangeFeed after each
-// answer about its session, dropped when the feed reports a change, and
-// served only in an outage that began while its feed epoch was up.
+// answer about its session, dropped and read again when the feed reports a
+// change, and served only in an outage that began while its feed epoch
+// was up.
 //
 // What an outage replay never does: bring back a session that a logout,
 // Revoke or RevokeAll ended on the primary. A session created or renewed
 // here during the outage is restored as a record that Store.Create checks
 // against revocations (its public ID revoked, or a RevokeAll of its user
-// after the primary time this instance last saw before the outage; a
-// RevokeAll made by this instance during the outage counts too, so a
-// session it kept or made after that is ended, not restored).
+// after the primary time this instance last saw before the outage). A
+// session this instance kept through its own RevokeAll (LogoutOthers) is
+// restored before that RevokeAll is replayed, so it stays; but a RevokeAll
+// made here counts against any other session made here after it, which
+// ends at the replay rather than being restored.
 //
 // Trade-offs, all local to one instance: during an outage, a session this
 // instance holds no confirmed copy of is anonymous here (including one
