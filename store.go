@@ -2,8 +2,17 @@ package session
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrRefused marks an error that is the store's answer rather than its
+// absence: the store is up and would not do the operation (for Redis, an
+// error reply: OOM, READONLY, WRONGTYPE, NOREPLICAS, MISCONF, a script
+// error). A Store wraps such errors with it (errors.Is(err, ErrRefused));
+// FallbackStore passes them to the caller and keeps using the primary,
+// while any error not so marked counts as an outage.
+var ErrRefused = errors.New("session: store refused the operation")
 
 // Store keeps sessions for a Manager. The doc comments of its methods are
 // the contract every implementation must meet; package sessiontest checks it.
@@ -13,8 +22,12 @@ import (
 //     Store never sees the token itself.
 //   - A session that is missing, expired (idle or absolute), revoked, or
 //     whose stored user differs from Key.UserID does not exist: methods
-//     return ErrNotFound, never someone else's data. Other errors mean the
-//     store could not answer.
+//     return ErrNotFound, never someone else's data.
+//   - An error that wraps ErrRefused is the store's answer: it is up and
+//     refused the operation, and nothing of it was applied or it would have
+//     been reported as done. Any other error means the store could not
+//     answer (it is down, slow or unreachable), and the operation may or
+//     may not have been applied.
 //   - No write brings back a session that no longer exists.
 //   - Idle and absolute expiry are the store's job, measured by its own clock.
 //   - Implementations are safe for concurrent use.
@@ -26,6 +39,12 @@ type Store interface {
 	// stored. A user's session joins that user's index; if
 	// p.MaxSessionsPerUser is exceeded, the user's least recently seen other
 	// session is revoked. Creating over an existing session is an error.
+	//
+	// A restored record (rec.Expires set) never outlives a revocation: for
+	// a user's session, Create fails with ErrNotFound if Revoke ended a live
+	// session of that user with public ID rec.ID (any time before that
+	// session would have expired), or if rec.Horizon is set and RevokeAll
+	// ended the user's sessions after rec.Horizon by the store's clock.
 	Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error)
 
 	// Load returns the session and slides its idle expiry. If its last-seen
@@ -132,6 +151,12 @@ type Record struct {
 	Info
 	UserID string
 	Values map[string]string
+	// Horizon is plumbing for restoring sessions after an outage
+	// (FallbackStore sets it); zero everywhere else, and never stored. On
+	// Create of a restored record, it is the time, by the store's clock, up
+	// to which whoever restores it saw the store: a RevokeAll of the user
+	// after it ends the restored session too (see Store.Create).
+	Horizon time.Time
 }
 
 // Change is a set of per-field writes: only these fields are touched, so

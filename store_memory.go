@@ -26,6 +26,11 @@ type MemoryStore struct {
 	byUser   map[string]map[string]*memEntry // user ID -> hash -> entry: the per-user index
 	lru      list.List                       // of *memEntry, most recently used first
 	max      int
+	// What restored records are checked against (see Store.Create): the
+	// public IDs Revoke ended, with when they would have expired, and when
+	// RevokeAll last ended each user's sessions.
+	revokedIDs   map[string]map[string]time.Time
+	revokedAllAt map[string]time.Time
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -76,11 +81,13 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		o(&cfg)
 	}
 	s := &MemoryStore{
-		sessions: make(map[Key]*memEntry),
-		byUser:   make(map[string]map[string]*memEntry),
-		max:      cfg.max,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		sessions:     make(map[Key]*memEntry),
+		byUser:       make(map[string]map[string]*memEntry),
+		revokedIDs:   make(map[string]map[string]time.Time),
+		revokedAllAt: make(map[string]time.Time),
+		max:          cfg.max,
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	go s.janitor(cfg.interval)
 	return s
@@ -125,6 +132,21 @@ func (s *MemoryStore) reclaimExpired() {
 	for _, e := range s.sessions {
 		if !e.aliveAt(now) {
 			s.remove(e)
+		}
+	}
+	for user, ids := range s.revokedIDs {
+		for id, expires := range ids {
+			if !now.Before(expires) {
+				delete(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			delete(s.revokedIDs, user)
+		}
+	}
+	for user, at := range s.revokedAllAt {
+		if now.Sub(at) > revocationMemory {
+			delete(s.revokedAllAt, user)
 		}
 	}
 }
@@ -198,8 +220,24 @@ func (s *MemoryStore) Create(ctx context.Context, k Key, rec Record, p Policy) (
 	rec.LastSeen = now
 	if rec.Expires.IsZero() {
 		rec.Created, rec.Expires = now, now.Add(p.Lifetime)
+	} else if s.revokedLocked(k.UserID, rec, now) {
+		return Record{}, errRevoked
 	}
+	rec.Horizon = time.Time{}
 	return s.insert(k, rec, now, p)
+}
+
+// revokedLocked reports whether a revocation ended the restored record rec
+// of userID. The caller holds s.mu.
+func (s *MemoryStore) revokedLocked(userID string, rec Record, now time.Time) bool {
+	if userID == "" {
+		return false
+	}
+	if expires, ok := s.revokedIDs[userID][rec.ID]; ok && now.Before(expires) {
+		return true
+	}
+	at, ok := s.revokedAllAt[userID]
+	return ok && !rec.Horizon.IsZero() && at.After(rec.Horizon)
 }
 
 // insert adds rec under k; the caller holds s.mu and has set rec's times.
@@ -437,6 +475,10 @@ func (s *MemoryStore) Revoke(ctx context.Context, userID, id string) error {
 			alive := e.aliveAt(now)
 			s.remove(e)
 			if alive {
+				if s.revokedIDs[userID] == nil {
+					s.revokedIDs[userID] = make(map[string]time.Time)
+				}
+				s.revokedIDs[userID][id] = e.rec.Expires
 				return nil
 			}
 		}
@@ -452,6 +494,7 @@ func (s *MemoryStore) RevokeAll(ctx context.Context, userID string, keep Key) (i
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	s.revokedAllAt[userID] = now
 	n := 0
 	for h, e := range s.byUser[userID] {
 		if h == keep.Hash && keep.UserID == userID {

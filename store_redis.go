@@ -104,6 +104,9 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 func (s *RedisStore) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
 	cmd := script.Run(ctx, s.c, keys, args...)
 	s.noteFailure(cmd.Err())
+	if err := cmd.Err(); err != nil {
+		cmd.SetErr(refusal(err))
+	}
 	return cmd
 }
 
@@ -136,7 +139,7 @@ func (s *RedisStore) runDurable(ctx context.Context, script *redis.Script, keys 
 		n, err := s.cluster.MasterForKey(ctx, keys[0])
 		if err != nil {
 			s.noteFailure(err)
-			return nil, err
+			return nil, refusal(err)
 		}
 		node = n
 	}
@@ -151,7 +154,7 @@ func (s *RedisStore) runDurable(ctx context.Context, script *redis.Script, keys 
 		return s.run(ctx, script, keys, args...).Result()
 	}
 	s.noteFailure(err)
-	return res, err
+	return res, refusal(err)
 }
 
 // evalAndWait sends eval and WAIT in one pipeline. Too few replicas within
@@ -289,14 +292,19 @@ func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Create implements Store.
 func (s *RedisStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
-	keys, args, err := s.createCall(k, rec, rec.Values, p, !rec.Expires.IsZero())
+	restored := !rec.Expires.IsZero()
+	keys, args, err := s.createCall(k, rec, rec.Values, p, restored)
 	if err != nil {
 		return Record{}, err
+	}
+	if restored {
+		args[restoreArg] = restoreHorizon(rec.Horizon)
 	}
 	res, err := s.runDurable(ctx, scriptCreate, keys, args...)
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis create: %w", err)
 	}
+	rec.Horizon = time.Time{}
 	return created(k, rec, rec.Values, res)
 }
 
@@ -316,9 +324,9 @@ func (s *RedisStore) createCall(k Key, rec Record, values map[string]string, p P
 	if k.UserID != "" {
 		userPrefix = s.userPrefix(k.UserID)
 	}
-	args := make([]any, 0, 14+2*len(values))
+	args := make([]any, 0, 15+2*len(values))
 	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), millis(p.Lifetime), createdAt, expiresAt,
-		p.MaxSessionsPerUser, userPrefix,
+		p.MaxSessionsPerUser, userPrefix, "",
 		fieldID, rec.ID, fieldAgent, rec.UserAgent, fieldIP, rec.IP)
 	args = append(args, rememberedFields(rec, p)...)
 	for name, v := range values {
@@ -680,7 +688,7 @@ func (s *RedisStore) createThenTakeOver(ctx context.Context, r Rotation, p Polic
 		res, err := createCmd.Result()
 		if !redis.HasErrorPrefix(err, "NOSCRIPT") {
 			if err != nil {
-				return Record{}, nil, fmt.Errorf("session: redis rotate: %w", err)
+				return Record{}, nil, fmt.Errorf("session: redis rotate: %w", refusal(err))
 			}
 			out, err := created(r.To, r.Record, values, res)
 			if err != nil {
@@ -691,7 +699,7 @@ func (s *RedisStore) createThenTakeOver(ctx context.Context, r Rotation, p Polic
 				old, err = s.runDurable(ctx, scriptTakeover, fromKeys, takeoverArgs...)
 			}
 			if err != nil {
-				return out, nil, fmt.Errorf("%w: %w", errTakeover, err)
+				return out, nil, fmt.Errorf("%w: %w", errTakeover, refusal(err))
 			}
 			return out, old, nil
 		}
@@ -775,7 +783,7 @@ func (s *RedisStore) RevokeAll(ctx context.Context, userID string, keep Key) (in
 	if keep.UserID == userID && validHash(keep.Hash) {
 		keepHash = keep.Hash
 	}
-	res, err := s.runDurable(ctx, scriptRevokeAll, keys, prefix, keepHash)
+	res, err := s.runDurable(ctx, scriptRevokeAll, keys, prefix, keepHash, revocationMemory.Milliseconds())
 	n, _ := res.(int64)
 	if err != nil {
 		return 0, fmt.Errorf("session: redis revoke all: %w", err)

@@ -1,6 +1,8 @@
 -- revokeall: KEYS[1] the user's generation, KEYS[2] the user's index;
 -- ARGV[1] the user's session key prefix, ARGV[2] the member to keep ('' for
--- none). Moves the user to a new generation, so every
+-- none), ARGV[3] how long (ms) at least the new generation is kept, so that
+-- a session restored after an outage finds it. Moves the user to a new
+-- generation (a bare microsecond time: create tells it apart), so every
 -- session of the old one is dead on its next use even if the index lost it,
 -- deletes the indexed ones, and returns how many of those were live.
 local old = redis.call('GET', KEYS[1])
@@ -11,7 +13,7 @@ end
 -- The old generation outlives every session of it (create extends it), so
 -- keeping its TTL keeps the kept session valid; without an old one, no
 -- session needs the new one yet.
-redis.call('SET', KEYS[1], g, 'PX', math.max(redis.call('PTTL', KEYS[1]), 1000))
+redis.call('SET', KEYS[1], g, 'PX', math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[3])))
 local n = 0
 for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if m ~= ARGV[2] then

@@ -179,6 +179,38 @@ var storeTests = []struct {
 			e.t.Errorf("a failed create changed the session: %+v", got)
 		}
 	}},
+	{"a restored session does not outlive a revocation of its ID or a later RevokeAll of its user", func(e *env) {
+		restore := func(k session.Key, from session.Record, horizon time.Time) error {
+			rec := session.Record{Info: session.Info{ID: from.ID, Created: from.Created, Expires: from.Expires}, Horizon: horizon}
+			_, err := e.store.Create(e.ctx, k, rec, e.p)
+			return err
+		}
+		revoked := e.create(NewKey("rex"), nil)
+		if err := e.store.Revoke(e.ctx, "rex", revoked.ID); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := restore(NewKey("rex"), revoked, time.Time{}); !errors.Is(err, session.ErrNotFound) {
+			e.t.Errorf("restoring a session whose public ID was revoked: err = %v, want ErrNotFound", err)
+		}
+
+		seen := e.create(NewKey("roy"), nil) // its Created is the store's time: the restorer's horizon
+		e.wait(e.unit)
+		if _, err := e.store.RevokeAll(e.ctx, "roy", session.Key{}); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := restore(NewKey("roy"), session.Record{Info: session.Info{ID: "made-in-outage", Created: seen.Created, Expires: seen.Expires}}, seen.Created); !errors.Is(err, session.ErrNotFound) {
+			e.t.Errorf("restoring a session after a RevokeAll later than its horizon: err = %v, want ErrNotFound", err)
+		}
+		e.wait(e.unit)
+		after := e.create(NewKey("roy"), nil)
+		k := NewKey("roy")
+		if err := restore(k, session.Record{Info: session.Info{ID: "made-later", Created: after.Created, Expires: after.Expires}}, after.Created); err != nil {
+			e.t.Errorf("restoring a session whose horizon is past the RevokeAll: %v", err)
+		}
+		if got := e.load(k); got.ID != "made-later" {
+			e.t.Errorf("restored session: %+v", got)
+		}
+	}},
 	{"an unknown or malformed key is not found", func(e *env) {
 		for _, k := range []session.Key{NewKey(""), NewKey("u1"), {Hash: ""}, {Hash: "../x"}, {Hash: "*"}, {UserID: "u", Hash: "a:b"}} {
 			if _, err := e.store.Load(e.ctx, k, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {

@@ -1,0 +1,362 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// invalidator keeps Redis's server-assisted invalidation (CLIENT TRACKING)
+// going for one process, so that copies of keys kept outside Redis can be
+// trusted exactly as long as Redis would have said they changed.
+//
+// It owns two connections, made from the store client's options: a
+// subscriber on __redis__:invalidate (RESP2 Pub/Sub) and a tracking
+// connection whose CLIENT TRACKING ON REDIRECT points at the subscriber.
+// Keys read on the tracking connection (track) are reported to onChange the
+// next time anyone changes, expires, evicts or deletes them. The pair is
+// an epoch: when either connection is lost, or a heartbeat (a PING on each,
+// every heartbeat) goes unanswered, reports may have been lost, so the
+// epoch ends, and the next one begins with onChange(nil) ("everything may
+// have changed"). It is safe for concurrent use.
+type invalidator struct {
+	base     redis.Options // the store client's options, for our own connections
+	onChange func(keys []string)
+
+	mu        sync.Mutex
+	epoch     uint64      // the current or last epoch; 0 before the first
+	up        bool        // the current epoch is live
+	downSince time.Time   // when the last epoch ended
+	trk       *redis.Conn // the tracking connection; one connection, so that what it tracks stays tracked
+	trkMu     sync.Mutex  // a redis.Conn takes one command (or pipeline) at a time
+	sub       *redis.PubSub
+	pongs     map[string]chan struct{} // barrier tokens awaiting their pong
+	token     atomic.Uint64
+	windows   map[*trackWindow]struct{} // track calls between barrier and reply
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// invalidationHeartbeat is how often both connections are checked; an
+// epoch ends at most about twice this long after a connection silently died.
+const invalidationHeartbeat = time.Second
+
+func newInvalidator(base redis.Options, onChange func(keys []string)) *invalidator {
+	// The store's client may change its own maintenance-notification
+	// config as it connects; these connections use none (RESP2).
+	base.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	inv := &invalidator{base: base, onChange: onChange, pongs: map[string]chan struct{}{}, windows: map[*trackWindow]struct{}{},
+		stop: make(chan struct{}), done: make(chan struct{}), downSince: time.Now()}
+	go inv.run()
+	return inv
+}
+
+// Close ends the invalidator and its connections.
+func (inv *invalidator) Close() error {
+	inv.closeOnce.Do(func() {
+		close(inv.stop)
+		<-inv.done
+	})
+	return nil
+}
+
+// state returns the current epoch and, if it is not live, when it ended.
+func (inv *invalidator) state() (epoch uint64, downSince time.Time) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.up {
+		return inv.epoch, time.Time{}
+	}
+	return inv.epoch, inv.downSince
+}
+
+func (inv *invalidator) run() {
+	defer close(inv.done)
+	backoff := 100 * time.Millisecond
+	for {
+		began := time.Now()
+		err := inv.session()
+		inv.endEpoch()
+		if err == nil {
+			return // stopped
+		}
+		if time.Since(began) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-inv.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (inv *invalidator) endEpoch() {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.up {
+		inv.up, inv.downSince = false, time.Now()
+	}
+	inv.trk, inv.sub = nil, nil
+	for token, ch := range inv.pongs {
+		close(ch)
+		delete(inv.pongs, token)
+	}
+}
+
+// errEpochEnded: the connections a call relied on are gone.
+var errEpochEnded = errors.New("session: invalidation connection lost")
+
+// session runs one epoch: it connects, and returns nil when stopped or the
+// error that ended the epoch.
+func (inv *invalidator) session() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-inv.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	// The subscriber: its client ID is learnt as it connects. A second
+	// connect (go-redis redials a broken Pub/Sub connection by itself)
+	// ends the epoch: the tracking connection redirects to the old ID.
+	var subID, subConnects atomic.Int64
+	subOpts := inv.base
+	subOpts.Protocol = 2
+	subOpts.PoolSize, subOpts.MinIdleConns, subOpts.MaxIdleConns = 1, 0, 1
+	userOnConnect := inv.base.OnConnect
+	subOpts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		if userOnConnect != nil {
+			if err := userOnConnect(ctx, cn); err != nil {
+				return err
+			}
+		}
+		id, err := cn.ClientID(ctx).Result()
+		if err != nil {
+			return err
+		}
+		subID.Store(id)
+		subConnects.Add(1)
+		return nil
+	}
+	subClient := redis.NewClient(&subOpts)
+	defer subClient.Close()
+	sub := subClient.Subscribe(ctx, "__redis__:invalidate")
+	defer sub.Close()
+	if _, err := sub.ReceiveTimeout(ctx, 2*invalidationHeartbeat); err != nil {
+		return fmt.Errorf("subscribing to invalidations: %w", err)
+	}
+	if subConnects.Load() != 1 {
+		return errors.New("subscriber reconnected while subscribing")
+	}
+
+	var trkConnects atomic.Int64
+	trkOpts := inv.base
+	trkOpts.Protocol = 2
+	trkOpts.PoolSize, trkOpts.MinIdleConns, trkOpts.MaxIdleConns = 1, 0, 1
+	trkOpts.ConnMaxIdleTime, trkOpts.ConnMaxLifetime = -1, 0
+	trkOpts.MaxRetries = -1
+	trkOpts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		if userOnConnect != nil {
+			if err := userOnConnect(ctx, cn); err != nil {
+				return err
+			}
+		}
+		trkConnects.Add(1)
+		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load()).Err()
+	}
+	trkClient := redis.NewClient(&trkOpts)
+	defer trkClient.Close()
+	// One sticky connection: a client's pool (and its separate pipeline
+	// pool) would track keys on whichever connection read them, and lose
+	// them unnoticed with that connection.
+	trk := trkClient.Conn()
+	defer func() {
+		inv.trkMu.Lock()
+		defer inv.trkMu.Unlock()
+		trk.Close()
+	}()
+	if err := trk.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("turning tracking on: %w", err)
+	}
+
+	inv.mu.Lock()
+	inv.epoch++
+	inv.up = true
+	inv.trk, inv.sub = trk, sub
+	inv.mu.Unlock()
+	inv.report(nil) // whatever was trusted under an earlier epoch may have changed since
+
+	lastPong := time.Now()
+	nextBeat := time.Now().Add(invalidationHeartbeat)
+	for {
+		msg, err := sub.ReceiveTimeout(ctx, invalidationHeartbeat/2)
+		switch m := msg.(type) {
+		case *redis.Message:
+			switch {
+			case m.PayloadSlice != nil:
+				inv.report(m.PayloadSlice)
+			case m.Payload != "":
+				inv.report([]string{m.Payload})
+			}
+		case *redis.Pong:
+			lastPong = time.Now()
+			inv.pong(m.Payload)
+		}
+		if err != nil {
+			var netErr net.Error
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.As(err, &netErr) && netErr.Timeout():
+			case strings.Contains(err.Error(), "unsupported pubsub message payload"):
+				// A null invalidation: the server flushed its keys.
+				inv.report(nil)
+				return err
+			default:
+				return err
+			}
+		}
+		if subConnects.Load() != 1 || trkConnects.Load() != 1 {
+			return errors.New("an invalidation connection was re-established")
+		}
+		if now := time.Now(); now.After(nextBeat) {
+			if now.Sub(lastPong) > 3*invalidationHeartbeat {
+				return errors.New("the invalidation subscriber stopped answering")
+			}
+			pctx, cancel := context.WithTimeout(ctx, invalidationHeartbeat)
+			inv.trkMu.Lock()
+			err := trk.Ping(pctx).Err()
+			inv.trkMu.Unlock()
+			cancel()
+			if err != nil {
+				return fmt.Errorf("tracking connection: %w", err)
+			}
+			if err := sub.Ping(ctx, "beat"); err != nil {
+				return fmt.Errorf("invalidation subscriber: %w", err)
+			}
+			nextBeat = now.Add(invalidationHeartbeat)
+		}
+	}
+}
+
+// trackWindow collects what is reported while a track call's reads are
+// on their way: such a key may have changed after the read, or before it
+// (the report of an earlier change, still on its way), and cannot tell.
+type trackWindow struct {
+	all  bool
+	keys map[string]bool
+}
+
+// report passes keys (nil: all) to onChange, and notes them in every open
+// track window.
+func (inv *invalidator) report(keys []string) {
+	inv.mu.Lock()
+	for w := range inv.windows {
+		if keys == nil {
+			w.all = true
+		}
+		for _, k := range keys {
+			w.keys[k] = true
+		}
+	}
+	inv.mu.Unlock()
+	inv.onChange(keys)
+}
+
+func (inv *invalidator) pong(token string) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if ch, ok := inv.pongs[token]; ok {
+		close(ch)
+		delete(inv.pongs, token)
+	}
+}
+
+// barrier returns once every invalidation Redis sent before it ran this
+// call has been passed to onChange: a PING on the subscriber, whose pong
+// comes after them on the same connection.
+func (inv *invalidator) barrier(ctx context.Context, epoch uint64) error {
+	token := "b" + strconv.FormatUint(inv.token.Add(1), 10)
+	ch := make(chan struct{})
+	inv.mu.Lock()
+	sub := inv.sub
+	if !inv.up || inv.epoch != epoch || sub == nil {
+		inv.mu.Unlock()
+		return errEpochEnded
+	}
+	inv.pongs[token] = ch
+	inv.mu.Unlock()
+	if err := sub.Ping(ctx, token); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if e, down := inv.state(); e != epoch || !down.IsZero() {
+		return errEpochEnded
+	}
+	return nil
+}
+
+// track runs reads on the tracking connection, so that every key they read
+// is reported when it next changes. A barrier first lets every report of a
+// change made before the call arrive. commit then sees what was read, the
+// epoch under which the tracking holds, and reported: whether a key was
+// reported while the reads were on their way (what they read of it may be
+// stale already). commit runs with reports held off, so a report that
+// comes after it was called reaches onChange after it returned; it must
+// not call the invalidator.
+func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+	inv.mu.Lock()
+	epoch, up, trk := inv.epoch, inv.up, inv.trk
+	inv.mu.Unlock()
+	if !up || trk == nil {
+		return errEpochEnded
+	}
+	if err := inv.barrier(ctx, epoch); err != nil {
+		return err
+	}
+	w := &trackWindow{keys: map[string]bool{}}
+	inv.mu.Lock()
+	inv.windows[w] = struct{}{}
+	inv.mu.Unlock()
+	defer func() {
+		inv.mu.Lock()
+		delete(inv.windows, w)
+		inv.mu.Unlock()
+	}()
+	inv.trkMu.Lock()
+	cmds, err := trk.Pipelined(ctx, func(p redis.Pipeliner) error {
+		reads(p)
+		return nil
+	})
+	inv.trkMu.Unlock()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !inv.up || inv.epoch != epoch {
+		return errEpochEnded
+	}
+	commit(cmds, epoch, func(key string) bool { return w.all || w.keys[key] })
+	return nil
+}
