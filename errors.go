@@ -28,4 +28,18 @@ var (
 	// ErrHeadersWritten: a change needed a new cookie after the response
 	// headers had gone out, so it could not be saved.
 	ErrHeadersWritten = errors.New("session: response headers already written")
+	// ErrRefused marks an error that is the store's answer rather than its
+	// absence: the store is up and would not do the operation (for Redis, an
+	// error reply: OOM, READONLY, WRONGTYPE, NOREPLICAS, MISCONF, a script
+	// error). A Store wraps such errors with it (errors.Is(err, ErrRefused));
+	// FallbackStore passes them to the caller and keeps using the primary,
+	// while any error not so marked counts as an outage.
+	ErrRefused = errors.New("session: store refused the operation")
+	// ErrUnavailable: the primary store did not answer in time and the
+	// operation could not safely be served from the fallback.
+	ErrUnavailable = errors.New("session: store unavailable")
+	// ErrSessionExists: Create found a session under the key already. With
+	// 256-bit tokens this only happens when a create is replayed
+	// (FallbackStore's recovery relies on telling it apart).
+	ErrSessionExists = errors.New("session: a session with this token already exists")
 )

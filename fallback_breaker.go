@@ -13,7 +13,7 @@ import (
 // answer, error or not, leaves the breaker as it is: the primary is up.
 func isAnswer(err error) bool {
 	return err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidUserID) ||
-		errors.Is(err, ErrNotInteger) || errors.Is(err, errSessionExists) || errors.Is(err, ErrRefused)
+		errors.Is(err, ErrNotInteger) || errors.Is(err, ErrSessionExists) || errors.Is(err, ErrRefused)
 }
 
 // callPrimary runs call against the primary within the deadline. A call

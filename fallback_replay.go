@@ -279,7 +279,7 @@ func (f *FallbackStore) replaySession(ctx context.Context, k Key, d *dirtySessio
 		return nil // logged out, revoked or expired since: nothing to keep
 	}
 	_, err := f.primary.Create(ctx, k, rec, d.policy)
-	if errors.Is(err, errSessionExists) {
+	if errors.Is(err, ErrSessionExists) {
 		// An earlier attempt reached the primary after all: bring it up to date.
 		return f.primary.Update(ctx, k, Change{Set: rec.Values}, d.policy)
 	}

@@ -2,17 +2,9 @@ package session
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
-// ErrRefused marks an error that is the store's answer rather than its
-// absence: the store is up and would not do the operation (for Redis, an
-// error reply: OOM, READONLY, WRONGTYPE, NOREPLICAS, MISCONF, a script
-// error). A Store wraps such errors with it (errors.Is(err, ErrRefused));
-// FallbackStore passes them to the caller and keeps using the primary,
-// while any error not so marked counts as an outage.
-var ErrRefused = errors.New("session: store refused the operation")
 
 // Store keeps sessions for a Manager. The doc comments of its methods are
 // the contract every implementation must meet; package sessiontest checks it.
@@ -38,7 +30,8 @@ type Store interface {
 	// to now and Expires to now + p.Lifetime. It returns the record as
 	// stored. A user's session joins that user's index; if
 	// p.MaxSessionsPerUser is exceeded, the user's least recently seen other
-	// session is revoked. Creating over an existing session is an error.
+	// session is revoked. Creating over an existing session fails with
+	// ErrSessionExists and changes nothing.
 	//
 	// A restored record (rec.Expires set) never outlives a revocation: for
 	// a user's session, Create fails with ErrNotFound if Revoke ended a live

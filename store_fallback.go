@@ -3,7 +3,6 @@ package session
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -48,9 +47,6 @@ type FallbackOptions struct {
 	Observer Observer
 }
 
-// ErrUnavailable: the primary store did not answer in time and the
-// operation could not safely be served from the fallback.
-var ErrUnavailable = errors.New("session: store unavailable")
 
 // FallbackStore serves sessions from a primary store (Redis) and, while the
 // primary is slow or down, from a MemoryStore, so the application keeps

@@ -243,7 +243,7 @@ func (s *MemoryStore) revokedLocked(userID string, rec Record, now time.Time) bo
 // insert adds rec under k; the caller holds s.mu and has set rec's times.
 func (s *MemoryStore) insert(k Key, rec Record, now time.Time, p Policy) (Record, error) {
 	if _, exists := s.live(k, now); exists {
-		return Record{}, errSessionExists
+		return Record{}, ErrSessionExists
 	}
 	if !now.Before(rec.Expires) {
 		return Record{}, ErrNotFound
@@ -410,7 +410,7 @@ func (s *MemoryStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record,
 		return Record{}, ErrNotFound
 	}
 	if _, exists := s.live(r.To, now); exists {
-		return Record{}, errSessionExists
+		return Record{}, ErrSessionExists
 	}
 	rec := r.Record
 	values := rec.Values

@@ -214,9 +214,6 @@ const (
 	fieldIdle       = "@i"
 )
 
-// errSessionExists: Create found the key taken. With 256-bit tokens this
-// only happens when a create is replayed (FallbackStore's recovery).
-var errSessionExists = errors.New("session: create: a session with this token already exists")
 
 // errRotationIncomplete: a rotation across slots created the new session
 // but could not confirm the old one is gone.
@@ -246,7 +243,7 @@ func codeErr(code int64) error {
 	case -4:
 		return errCorrupt
 	case -5:
-		return errSessionExists
+		return ErrSessionExists
 	case -6:
 		return errRotationUnmade
 	}

@@ -172,8 +172,8 @@ var storeTests = []struct {
 		if !got.Created.Equal(created) || !got.Expires.Equal(expires) || !rec.Expires.Equal(expires) {
 			e.t.Errorf("restored Created %v Expires %v; want %v %v", got.Created, got.Expires, created, expires)
 		}
-		if _, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "r2"}}, e.p); err == nil {
-			e.t.Error("creating over a live session succeeded")
+		if _, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "r2"}}, e.p); !errors.Is(err, session.ErrSessionExists) {
+			e.t.Errorf("creating over a live session: err = %v, want ErrSessionExists", err)
 		}
 		if got := e.load(k); got.ID != "r1" || got.Values["a"] != "1" {
 			e.t.Errorf("a failed create changed the session: %+v", got)
