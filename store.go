@@ -5,7 +5,6 @@ import (
 	"time"
 )
 
-
 // Store keeps sessions for a Manager. The doc comments of its methods are
 // the contract every implementation must meet; package sessiontest checks it.
 //

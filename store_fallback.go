@@ -47,7 +47,6 @@ type FallbackOptions struct {
 	Observer Observer
 }
 
-
 // FallbackStore serves sessions from a primary store (Redis) and, while the
 // primary is slow or down, from a MemoryStore, so the application keeps
 // serving. It is safe for concurrent use; Close stops its probe.

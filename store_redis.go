@@ -214,7 +214,6 @@ const (
 	fieldIdle       = "@i"
 )
 
-
 // errRotationIncomplete: a rotation across slots created the new session
 // but could not confirm the old one is gone.
 var errRotationIncomplete = errors.New("session: redis rotate: incomplete")
