@@ -49,7 +49,8 @@ type FallbackOptions struct {
 
 // FallbackStore serves sessions from a primary store (Redis) and, while the
 // primary is slow or down, from a MemoryStore, so the application keeps
-// serving. It is safe for concurrent use; Close stops its probe.
+// serving. It is safe for concurrent use; Close stops its probe. The zero
+// FallbackStore is not usable: make one with NewFallbackStore.
 //
 // A circuit breaker decides where calls go. Closed: every call goes to the
 // primary with a deadline (FallbackOptions.Timeout). An error the primary
