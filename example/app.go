@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -124,7 +125,8 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, s *session.Session,
 	}
 	var buf strings.Builder
 	if err := a.pages[name].Execute(&buf, p); err != nil {
-		http.Error(w, "template: "+err.Error(), http.StatusInternalServerError)
+		slog.ErrorContext(r.Context(), "demo: rendering a page", "page", name, "error", err)
+		http.Error(w, "The page could not be shown.", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -354,7 +356,8 @@ func (a *app) toggleRedis(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Unlock()
 	if err != nil {
-		http.Error(w, "Could not restart the embedded Redis: "+err.Error(), http.StatusInternalServerError)
+		slog.ErrorContext(r.Context(), "demo: restarting the embedded Redis", "error", err)
+		http.Error(w, "Could not restart the embedded Redis; see the demo's log.", http.StatusInternalServerError)
 		return
 	}
 	back := "/"
