@@ -1,0 +1,762 @@
+// Package pgstore keeps sessions in PostgreSQL (Store), optionally with Redis
+// as a read cache in front of it (CachedStore). It is its own module, so that
+// the core module does not depend on a PostgreSQL driver.
+//
+// The schema is created by Migrate, which an application calls once at
+// start-up or from its own migration tool; no request ever creates a table.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionkit/session"
+)
+
+// Options configures New. The zero value means the defaults.
+type Options struct {
+	// CleanupInterval, if above 0, starts a janitor goroutine that deletes
+	// expired sessions every CleanupInterval, CleanupBatch rows per
+	// statement, until none are left. Close stops it. Default 0: no janitor
+	// (call Cleanup yourself, e.g. from a cron job).
+	CleanupInterval time.Duration
+	// CleanupBatch bounds how many rows one cleanup statement deletes, so
+	// that cleanup never holds many row locks or writes a huge transaction.
+	// Default 1000.
+	CleanupBatch int
+}
+
+// DefaultCleanupBatch is Options.CleanupBatch's default.
+const DefaultCleanupBatch = 1000
+
+// Store keeps sessions in PostgreSQL: one row per session in
+// session_sessions, its values one row each in session_values. It is safe
+// for concurrent use. The zero value is not usable: use New.
+//
+// Every time is the database's (now()), so application servers with skewed
+// clocks agree. Every operation is one statement, one pipelined batch (an
+// implicit transaction) or one transaction, so it is atomic. Operations that
+// change which sessions a user has (Create and Rotate of a user's session,
+// Revoke, RevokeAll) first take a transaction-scoped advisory lock on the
+// user, so they run one at a time per user; reads and value writes only lock
+// the session's row. A write finds its session with a condition that it is
+// still live and changes nothing otherwise, so no write brings back a
+// session that ended.
+type Store struct {
+	pool *pgxpool.Pool
+	opts Options
+
+	// clockOffset is added to the database's clock, in microseconds: tests
+	// move time forward with it instead of sleeping.
+	clockOffset atomic.Int64
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns a Store on pool. The schema must exist: call Migrate first.
+// If opts.CleanupInterval is set, New starts the janitor; Close stops it.
+func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("%w: pgstore: nil pool", session.ErrInvalidOptions)
+	}
+	if opts.CleanupInterval < 0 || opts.CleanupBatch < 0 {
+		return nil, fmt.Errorf("%w: pgstore: negative CleanupInterval or CleanupBatch", session.ErrInvalidOptions)
+	}
+	if opts.CleanupBatch == 0 {
+		opts.CleanupBatch = DefaultCleanupBatch
+	}
+	s := &Store{pool: pool, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	if opts.CleanupInterval > 0 {
+		go s.janitor(opts.CleanupInterval)
+	} else {
+		close(s.done)
+	}
+	return s, nil
+}
+
+// Close stops the janitor, if any, and waits for it. It does not close the
+// pool, which the caller owns.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+	})
+	return nil
+}
+
+func (s *Store) janitor(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			for {
+				n, err := s.Cleanup(ctx, s.opts.CleanupBatch)
+				if err != nil || n < s.opts.CleanupBatch {
+					break
+				}
+				select {
+				case <-s.stop:
+					cancel()
+					return
+				default:
+				}
+			}
+			cancel()
+		}
+	}
+}
+
+// Cleanup deletes up to batch expired sessions (idle or absolute) and
+// returns how many it deleted. Sessions locked by a request in flight are
+// skipped, to be found next time. A batch below 1 means Options.CleanupBatch.
+func (s *Store) Cleanup(ctx context.Context, batch int) (int, error) {
+	if batch < 1 {
+		batch = s.opts.CleanupBatch
+	}
+	tag, err := s.pool.Exec(ctx, sqlCleanup, s.args(pgx.NamedArgs{"n": batch}))
+	if err != nil {
+		return 0, fmt.Errorf("session: postgres cleanup: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// errSessionExists: Create found the key taken by a live session.
+var errSessionExists = errors.New("session: create: a session with this token already exists")
+
+// now is the store's clock in SQL: the transaction's time, plus the offset
+// tests use to move time.
+const now = "(now() + @off::bigint * interval '1 microsecond')"
+
+// live is the condition that a session row is neither idle-expired nor past
+// its absolute end.
+const live = "(idle_ends > " + now + " AND expires > " + now + ")"
+
+// us turns a named bigint argument of microseconds into an interval.
+func us(name string) string { return "(@" + name + "::bigint * interval '1 microsecond')" }
+
+// args adds the clock offset to a query's named arguments.
+func (s *Store) args(a pgx.NamedArgs) pgx.NamedArgs {
+	a["off"] = s.clockOffset.Load()
+	return a
+}
+
+var (
+	sqlCleanup = `DELETE FROM session_sessions WHERE hash IN (
+  SELECT hash FROM session_sessions WHERE idle_ends <= ` + now + `
+  ORDER BY idle_ends LIMIT @n FOR UPDATE SKIP LOCKED)`
+
+	// recordColumns, read by scanRecord, with the values as two arrays in
+	// name order.
+	recordColumns = `id, created, last_seen, expires, user_agent, ip, remembered, version,
+  ARRAY(SELECT name FROM session_values v WHERE v.hash = s.hash ORDER BY name),
+  ARRAY(SELECT value FROM session_values v WHERE v.hash = s.hash ORDER BY name)`
+
+	sqlLoad = `UPDATE session_sessions s SET
+  idle_ends = least(` + now + ` + coalesce(own_idle_us, @idle) * interval '1 microsecond', expires),
+  last_seen = CASE WHEN ` + now + ` - last_seen >= ` + us("touch") + ` THEN ` + now + ` ELSE last_seen END,
+  user_agent = CASE WHEN ` + now + ` - last_seen >= ` + us("touch") + ` THEN @ua ELSE user_agent END,
+  ip = CASE WHEN ` + now + ` - last_seen >= ` + us("touch") + ` THEN @ip ELSE ip END,
+  version = version + 1
+WHERE hash = @h AND user_id = @u AND ` + live + `
+RETURNING ` + recordColumns
+
+	// sqlSlide locks a live session's row and slides its idle expiry: the
+	// first statement of every value write.
+	sqlSlide = `UPDATE session_sessions SET
+  idle_ends = least(` + now + ` + coalesce(own_idle_us, @idle) * interval '1 microsecond', expires),
+  version = version + 1
+WHERE hash = @h AND user_id = @u AND ` + live + `
+RETURNING version`
+
+	// The value statements run after sqlSlide in the same transaction, so
+	// the row is locked and they see every write committed before; the
+	// EXISTS keeps them from writing under a session that sqlSlide did not
+	// find.
+	sqlDeleteValues = `DELETE FROM session_values WHERE hash = @h AND name = ANY(@del::bytea[])
+  AND EXISTS (SELECT 1 FROM session_sessions WHERE hash = @h AND user_id = @u AND ` + live + `)`
+	sqlSetValues = `INSERT INTO session_values (hash, name, value)
+SELECT @h, n, v FROM unnest(@names::bytea[], @vals::bytea[]) AS t(n, v)
+WHERE EXISTS (SELECT 1 FROM session_sessions WHERE hash = @h AND user_id = @u AND ` + live + `)
+ON CONFLICT (hash, name) DO UPDATE SET value = excluded.value`
+
+	sqlGetValue = `SELECT value FROM session_values WHERE hash = @h AND name = @name`
+
+	sqlLockUser = `SELECT pg_advisory_xact_lock(@lockclass::int, @lockkey::int)`
+
+	sqlDeleteDead = `DELETE FROM session_sessions WHERE hash = @h AND NOT ` + live
+
+	sqlInsert = `INSERT INTO session_sessions AS s
+  (hash, user_id, id, created, last_seen, expires, idle_ends, user_agent, ip, remembered, own_idle_us)
+SELECT @h, @u, @id, created, t.now, expires, least(t.now + coalesce(@own::bigint, @idle) * interval '1 microsecond', expires),
+  @ua, @ip, @rem, @own
+FROM (SELECT ` + now + ` AS now) t,
+  LATERAL (SELECT coalesce(@created::timestamptz, t.now) AS created,
+    coalesce(@expires::timestamptz, t.now + ` + us("life") + `) AS expires) x
+WHERE expires > t.now
+ON CONFLICT (hash) DO NOTHING
+RETURNING created, last_seen, expires, version`
+
+	sqlExists = `SELECT EXISTS (SELECT 1 FROM session_sessions WHERE hash = @h)`
+
+	// sqlCap deletes the user's sessions beyond the cap: every dead one and
+	// the least recently seen live ones, never keep.
+	sqlCap = `DELETE FROM session_sessions WHERE user_id = @u AND hash <> @keep AND hash NOT IN (
+  SELECT hash FROM session_sessions WHERE user_id = @u AND hash <> @keep AND ` + live + `
+  ORDER BY last_seen DESC, created DESC LIMIT @others)
+RETURNING hash, expires`
+
+	sqlLockForRotate = `SELECT id, created, expires, remembered, own_idle_us,
+  ARRAY(SELECT name FROM session_values v WHERE v.hash = s.hash ORDER BY name),
+  ARRAY(SELECT value FROM session_values v WHERE v.hash = s.hash ORDER BY name)
+FROM session_sessions s WHERE hash = @h AND user_id = @u AND ` + live + ` FOR UPDATE`
+
+	sqlDelete = `DELETE FROM session_sessions WHERE hash = @h AND user_id = @u RETURNING expires`
+
+	sqlList = `SELECT id, created, last_seen, expires, user_agent, ip, remembered
+FROM session_sessions WHERE user_id = @u AND ` + live
+
+	sqlRevoke = `DELETE FROM session_sessions WHERE user_id = @u AND id = @id
+RETURNING hash, expires, ` + live
+
+	sqlRevokeAll = `DELETE FROM session_sessions WHERE user_id = @u AND hash <> @keep
+RETURNING hash, expires, ` + live
+)
+
+// lockClass is the first key of the store's advisory locks, so they do not
+// meet an application's own (which mostly use the one-bigint form).
+const lockClass = 0x5e551
+
+// userLock returns the advisory lock arguments for userID. Two users whose
+// IDs hash alike only wait for each other; their sessions stay apart.
+func userLock(userID string) pgx.NamedArgs {
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	return pgx.NamedArgs{"lockclass": lockClass, "lockkey": int32(h.Sum32())}
+}
+
+func micros(d time.Duration) int64 { return max(1, d.Microseconds()) }
+
+// validHash reports whether h looks like the Manager's token hash: 43
+// base64url characters (a SHA-256).
+func validHash(h string) bool {
+	if len(h) != 43 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkKey(k session.Key) error {
+	if !validHash(k.Hash) {
+		return session.ErrNotFound
+	}
+	if k.UserID != "" {
+		return session.ValidateUserID(k.UserID)
+	}
+	return nil
+}
+
+// wrap prefixes a database error; ErrNotFound and friends pass through.
+func wrap(op string, err error) error {
+	if err == nil || errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrNotInteger) ||
+		errors.Is(err, session.ErrInvalidUserID) || errors.Is(err, errSessionExists) {
+		return err
+	}
+	return fmt.Errorf("session: postgres %s: %w", op, err)
+}
+
+// row is what scanRecord reads.
+type row interface{ Scan(dest ...any) error }
+
+// scanRecord reads recordColumns into a Record of k.
+func scanRecord(r row, k session.Key) (session.Record, int64, error) {
+	var (
+		id, ua, ip    []byte
+		names, values [][]byte
+		version       int64
+		rec           = session.Record{UserID: k.UserID}
+	)
+	if err := r.Scan(&id, &rec.Created, &rec.LastSeen, &rec.Expires, &ua, &ip, &rec.Remembered, &version, &names, &values); err != nil {
+		return session.Record{}, 0, err
+	}
+	if len(names) != len(values) {
+		return session.Record{}, 0, fmt.Errorf("%w: value arrays differ in length", session.ErrInconsistent)
+	}
+	rec.ID, rec.UserAgent, rec.IP = string(id), string(ua), string(ip)
+	rec.Values = make(map[string]string, len(names))
+	for i, n := range names {
+		rec.Values[string(n)] = string(values[i])
+	}
+	return rec, version, nil
+}
+
+// Create implements session.Store.
+func (s *Store) Create(ctx context.Context, k session.Key, rec session.Record, p session.Policy) (session.Record, error) {
+	out, _, _, err := s.create(ctx, k, rec, p)
+	return out, err
+}
+
+// create is Create, also returning the new row's version.
+func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p session.Policy) (out session.Record, version int64, capped []ended, err error) {
+	if err := checkKey(k); err != nil {
+		return session.Record{}, 0, nil, err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if k.UserID != "" {
+			if _, err := tx.Exec(ctx, sqlLockUser, userLock(k.UserID)); err != nil {
+				return err
+			}
+		}
+		out, version, err = s.insert(ctx, tx, k, rec, rec.Values, p, !rec.Expires.IsZero())
+		if err != nil {
+			return err
+		}
+		capped, err = s.capUser(ctx, tx, k, p.MaxSessionsPerUser)
+		return err
+	})
+	if err != nil {
+		return session.Record{}, 0, nil, wrap("create", err)
+	}
+	return out, version, capped, nil
+}
+
+// insert creates k's row and values inside tx, which holds the user's lock.
+// keepTimes keeps rec's Created and Expires instead of starting a lifetime.
+func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec session.Record, values map[string]string, p session.Policy, keepTimes bool) (session.Record, int64, error) {
+	if _, err := tx.Exec(ctx, sqlDeleteDead, s.args(pgx.NamedArgs{"h": k.Hash})); err != nil {
+		return session.Record{}, 0, err
+	}
+	a := pgx.NamedArgs{
+		"h": k.Hash, "u": []byte(k.UserID), "id": []byte(rec.ID),
+		"ua": []byte(rec.UserAgent), "ip": []byte(rec.IP), "rem": rec.Remembered,
+		"idle": micros(p.IdleTimeout), "life": micros(p.Lifetime),
+		"own": nil, "created": nil, "expires": nil,
+	}
+	if rec.Remembered {
+		a["own"] = micros(p.IdleTimeout)
+	}
+	if keepTimes {
+		a["created"], a["expires"] = rec.Created, rec.Expires
+	}
+	var version int64
+	err := tx.QueryRow(ctx, sqlInsert, s.args(a)).Scan(&rec.Created, &rec.LastSeen, &rec.Expires, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var exists bool
+		if err := tx.QueryRow(ctx, sqlExists, pgx.NamedArgs{"h": k.Hash}).Scan(&exists); err != nil {
+			return session.Record{}, 0, err
+		}
+		if exists {
+			return session.Record{}, 0, errSessionExists
+		}
+		return session.Record{}, 0, fmt.Errorf("%w: the session's absolute end has passed", session.ErrNotFound)
+	}
+	if err != nil {
+		return session.Record{}, 0, err
+	}
+	if len(values) > 0 {
+		names, vals := columns(values)
+		if _, err := tx.Exec(ctx, sqlSetValues, s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "names": names, "vals": vals})); err != nil {
+			return session.Record{}, 0, err
+		}
+	}
+	rec.UserID = k.UserID
+	rec.Values = make(map[string]string, len(values))
+	for n, v := range values {
+		rec.Values[n] = v
+	}
+	return rec, version, nil
+}
+
+// ended is a session a store operation deleted: its hash and absolute end
+// (the cache keeps a tombstone for it until then).
+type ended struct {
+	hash    string
+	expires time.Time
+}
+
+// capUser deletes keep's user's sessions beyond max (0: no cap), never
+// keep, and returns them. The caller holds the user's lock.
+func (s *Store) capUser(ctx context.Context, tx pgx.Tx, keep session.Key, max int) ([]ended, error) {
+	if keep.UserID == "" || max <= 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, sqlCap, s.args(pgx.NamedArgs{"u": []byte(keep.UserID), "keep": keep.Hash, "others": max - 1}))
+	if err != nil {
+		return nil, err
+	}
+	var out []ended
+	for rows.Next() {
+		var e ended
+		if err := rows.Scan(&e.hash, &e.expires); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// columns splits values into parallel name and value arrays.
+func columns(values map[string]string) (names, vals [][]byte) {
+	names = make([][]byte, 0, len(values))
+	vals = make([][]byte, 0, len(values))
+	for n, v := range values {
+		names = append(names, []byte(n))
+		vals = append(vals, []byte(v))
+	}
+	return names, vals
+}
+
+// Load implements session.Store.
+func (s *Store) Load(ctx context.Context, k session.Key, c session.Client, p session.Policy) (session.Record, error) {
+	rec, _, err := s.load(ctx, k, c, p)
+	return rec, err
+}
+
+func (s *Store) load(ctx context.Context, k session.Key, c session.Client, p session.Policy) (session.Record, int64, error) {
+	if err := checkKey(k); err != nil {
+		return session.Record{}, 0, err
+	}
+	r := s.pool.QueryRow(ctx, sqlLoad, s.args(pgx.NamedArgs{
+		"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "touch": p.TouchInterval.Microseconds(),
+		"ua": []byte(c.UserAgent), "ip": []byte(c.IP),
+	}))
+	rec, version, err := scanRecord(r, k)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return session.Record{}, 0, session.ErrNotFound
+	}
+	return rec, version, wrap("load", err)
+}
+
+// Update implements session.Store.
+func (s *Store) Update(ctx context.Context, k session.Key, c session.Change, p session.Policy) error {
+	_, err := s.update(ctx, k, c, p)
+	return err
+}
+
+// update is Update, returning the row's new version. One round trip: the
+// statements go as one batch, which PostgreSQL runs as one transaction.
+func (s *Store) update(ctx context.Context, k session.Key, c session.Change, p session.Policy) (int64, error) {
+	if err := checkKey(k); err != nil {
+		return 0, err
+	}
+	var del [][]byte
+	for _, n := range c.Delete {
+		if _, set := c.Set[n]; !set {
+			del = append(del, []byte(n))
+		}
+	}
+	names, vals := columns(c.Set)
+	b := &pgx.Batch{}
+	a := s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "del": del, "names": names, "vals": vals})
+	var version int64
+	found := false
+	b.Queue(sqlSlide, a).QueryRow(func(r pgx.Row) error {
+		err := r.Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if len(del) > 0 {
+		b.Queue(sqlDeleteValues, a)
+	}
+	if len(names) > 0 {
+		b.Queue(sqlSetValues, a)
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return 0, wrap("update", err)
+	}
+	if !found {
+		return 0, session.ErrNotFound
+	}
+	return version, nil
+}
+
+// Incr implements session.Store.
+func (s *Store) Incr(ctx context.Context, k session.Key, name string, delta int64, p session.Policy) (int64, error) {
+	n, _, err := s.incr(ctx, k, name, delta, p)
+	return n, err
+}
+
+func (s *Store) incr(ctx context.Context, k session.Key, name string, delta int64, p session.Policy) (n, version int64, err error) {
+	if err := checkKey(k); err != nil {
+		return 0, 0, err
+	}
+	a := s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "name": []byte(name)})
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, sqlSlide, a).Scan(&version); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return session.ErrNotFound
+			}
+			return err
+		}
+		var old []byte
+		err := tx.QueryRow(ctx, sqlGetValue, a).Scan(&old)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		values := map[string]string{}
+		if err == nil {
+			values[name] = string(old)
+		}
+		if n, err = addInt(values, name, delta); err != nil {
+			return err
+		}
+		a["names"], a["vals"] = [][]byte{[]byte(name)}, [][]byte{fmt.Appendf(nil, "%d", n)}
+		_, err = tx.Exec(ctx, sqlSetValues, a)
+		return err
+	})
+	return n, version, wrap("incr", err)
+}
+
+// Rotate implements session.Store. The whole rotation is one transaction:
+// it takes the advisory locks of both users (in a fixed order), locks
+// r.From's row, checks everything that can refuse, then deletes r.From and
+// inserts r.To. So it is atomic with every Revoke and RevokeAll, whichever
+// users are involved, and a refused rotation changes nothing.
+func (s *Store) Rotate(ctx context.Context, r session.Rotation, p session.Policy) (session.Record, error) {
+	rec, _, _, err := s.rotate(ctx, r, p)
+	return rec, err
+}
+
+// rotate is Rotate, also returning the new row's version and the sessions
+// it ended (r.From and any beyond the cap).
+func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy) (out session.Record, version int64, gone []ended, err error) {
+	if err := checkKey(r.To); err != nil {
+		return session.Record{}, 0, nil, err
+	}
+	if r.From.IsZero() && r.Renew {
+		return session.Record{}, 0, nil, session.ErrNotFound
+	}
+	fromOK := !r.From.IsZero() && checkKey(r.From) == nil
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		gone = nil
+		users := []string{r.To.UserID}
+		if fromOK && r.From.UserID != r.To.UserID {
+			users = append(users, r.From.UserID)
+		}
+		locks := make([]int64, 0, 2)
+		for _, u := range users {
+			if u != "" {
+				locks = append(locks, int64(userLock(u)["lockkey"].(int32)))
+			}
+		}
+		if len(locks) == 2 && locks[0] > locks[1] {
+			locks[0], locks[1] = locks[1], locks[0]
+		}
+		for i, l := range locks {
+			if i == 1 && l == locks[0] {
+				break
+			}
+			if _, err := tx.Exec(ctx, sqlLockUser, pgx.NamedArgs{"lockclass": lockClass, "lockkey": int32(l)}); err != nil {
+				return err
+			}
+		}
+		var (
+			old      bool
+			oldRec   session.Record
+			ownIdle  *int64
+			oldNames [][]byte
+			oldVals  [][]byte
+			id       []byte
+		)
+		if fromOK {
+			err := tx.QueryRow(ctx, sqlLockForRotate, s.args(pgx.NamedArgs{"h": r.From.Hash, "u": []byte(r.From.UserID)})).
+				Scan(&id, &oldRec.Created, &oldRec.Expires, &oldRec.Remembered, &ownIdle, &oldNames, &oldVals)
+			switch {
+			case err == nil:
+				old = true
+			case errors.Is(err, pgx.ErrNoRows):
+			default:
+				return err
+			}
+		}
+		if r.Renew && !old {
+			return session.ErrNotFound
+		}
+		rec := r.Record
+		values := rec.Values
+		if old {
+			values = make(map[string]string, len(oldNames))
+			for i, n := range oldNames {
+				values[string(n)] = string(oldVals[i])
+			}
+		}
+		values = apply(r.Change, values)
+		pp := p
+		if r.Renew {
+			rec.ID, rec.Created, rec.Expires, rec.Remembered = string(id), oldRec.Created, oldRec.Expires, oldRec.Remembered
+			if ownIdle != nil {
+				pp.IdleTimeout = time.Duration(*ownIdle) * time.Microsecond
+			}
+		}
+		if old {
+			var exp time.Time
+			if err := tx.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": r.From.Hash, "u": []byte(r.From.UserID)}).Scan(&exp); err != nil {
+				return err
+			}
+			gone = append(gone, ended{r.From.Hash, exp})
+		}
+		// insert refuses a live r.To with errSessionExists, which rolls back
+		// the delete above: a refused rotation leaves r.From as it was.
+		var err error
+		out, version, err = s.insert(ctx, tx, r.To, rec, values, session.Policy{
+			IdleTimeout: pp.IdleTimeout, Lifetime: p.Lifetime, TouchInterval: p.TouchInterval,
+		}, r.Renew)
+		if err != nil {
+			return err
+		}
+		capped, err := s.capUser(ctx, tx, r.To, p.MaxSessionsPerUser)
+		gone = append(gone, capped...)
+		return err
+	})
+	if err != nil {
+		return session.Record{}, 0, nil, wrap("rotate", err)
+	}
+	return out, version, gone, nil
+}
+
+// apply returns values with c applied (deletes first, then sets), leaving
+// values untouched.
+func apply(c session.Change, values map[string]string) map[string]string {
+	out := make(map[string]string, len(values)+len(c.Set))
+	for k, v := range values {
+		out[k] = v
+	}
+	for _, k := range c.Delete {
+		delete(out, k)
+	}
+	for k, v := range c.Set {
+		out[k] = v
+	}
+	return out
+}
+
+// Delete implements session.Store.
+func (s *Store) Delete(ctx context.Context, k session.Key) error {
+	_, err := s.delete(ctx, k)
+	return err
+}
+
+func (s *Store) delete(ctx context.Context, k session.Key) ([]ended, error) {
+	if !validHash(k.Hash) {
+		return nil, nil
+	}
+	var exp time.Time
+	err := s.pool.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID)}).Scan(&exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap("delete", err)
+	}
+	return []ended{{k.Hash, exp}}, nil
+}
+
+// List implements session.Store. It reads the user's rows through the
+// user_id index.
+func (s *Store) List(ctx context.Context, userID string) ([]session.Info, error) {
+	if err := session.ValidateUserID(userID); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, sqlList, s.args(pgx.NamedArgs{"u": []byte(userID)}))
+	if err != nil {
+		return nil, wrap("list", err)
+	}
+	var out []session.Info
+	for rows.Next() {
+		var in session.Info
+		var id, ua, ip []byte
+		if err := rows.Scan(&id, &in.Created, &in.LastSeen, &in.Expires, &ua, &ip, &in.Remembered); err != nil {
+			return nil, wrap("list", err)
+		}
+		in.ID, in.UserAgent, in.IP = string(id), string(ua), string(ip)
+		out = append(out, in)
+	}
+	return out, wrap("list", rows.Err())
+}
+
+// Revoke implements session.Store.
+func (s *Store) Revoke(ctx context.Context, userID, id string) error {
+	_, err := s.revoke(ctx, userID, sqlRevoke, pgx.NamedArgs{"id": []byte(id)})
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// RevokeAll implements session.Store. One batch, so one transaction: the
+// user's lock, then one DELETE by user_id, which finds every session of the
+// user, whatever any index says.
+func (s *Store) RevokeAll(ctx context.Context, userID string, keep session.Key) (int, error) {
+	keepHash := ""
+	if keep.UserID == userID {
+		keepHash = keep.Hash
+	}
+	gone, err := s.revoke(ctx, userID, sqlRevokeAll, pgx.NamedArgs{"keep": keepHash})
+	if errors.Is(err, session.ErrNotFound) {
+		return 0, nil
+	}
+	return len(gone), err
+}
+
+// revoke runs a revocation statement under the user's lock and returns the
+// live sessions it deleted (ErrNotFound if none). Dead ones it deletes too,
+// but does not count.
+func (s *Store) revoke(ctx context.Context, userID, query string, a pgx.NamedArgs) ([]ended, error) {
+	gone, _, err := s.revokeAll(ctx, userID, query, a)
+	if err == nil && len(gone) == 0 {
+		err = session.ErrNotFound
+	}
+	return gone, err
+}
+
+// revokeAll returns the live sessions a revocation deleted, and every one
+// it deleted (for the cache, which must forget dead ones too).
+func (s *Store) revokeAll(ctx context.Context, userID, query string, a pgx.NamedArgs) (liveGone, all []ended, err error) {
+	if err := session.ValidateUserID(userID); err != nil {
+		return nil, nil, err
+	}
+	a["u"] = []byte(userID)
+	b := &pgx.Batch{}
+	b.Queue(sqlLockUser, userLock(userID))
+	b.Queue(query, s.args(a)).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var e ended
+			var alive bool
+			if err := rows.Scan(&e.hash, &e.expires, &alive); err != nil {
+				return err
+			}
+			all = append(all, e)
+			if alive {
+				liveGone = append(liveGone, e)
+			}
+		}
+		return rows.Err()
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, wrap("revoke", err)
+	}
+	return liveGone, all, nil
+}
