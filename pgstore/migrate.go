@@ -17,6 +17,7 @@ import (
 // package allows any byte string there (NUL and invalid UTF-8 included),
 // which text and jsonb do not store.
 const Schema = `
+CREATE SEQUENCE IF NOT EXISTS session_version_seq;
 CREATE TABLE IF NOT EXISTS session_sessions (
   hash        text        PRIMARY KEY,
   user_id     bytea       NOT NULL,  -- empty while anonymous
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS session_sessions (
   ip          bytea       NOT NULL,
   remembered  boolean     NOT NULL DEFAULT false,
   own_idle_us bigint,                -- a remembered session's own idle timeout
-  version     bigint      NOT NULL DEFAULT 1  -- bumped by every write; the cache orders fills by it
+  version     bigint      NOT NULL DEFAULT nextval('session_version_seq')  -- redrawn by every write: the cache orders fills by it
 );
 CREATE INDEX IF NOT EXISTS session_sessions_user_id ON session_sessions (user_id) WHERE user_id <> ''::bytea;
 CREATE INDEX IF NOT EXISTS session_sessions_idle_ends ON session_sessions (idle_ends);

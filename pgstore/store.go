@@ -163,6 +163,7 @@ var (
 	// recordColumns, read by scanRecord, with the values as two arrays in
 	// name order.
 	recordColumns = `id, created, last_seen, expires, user_agent, ip, remembered, version,
+  greatest(1, (extract(epoch FROM least(idle_ends, expires) - ` + now + `) * 1000)::bigint),
   ARRAY(SELECT name FROM session_values v WHERE v.hash = s.hash ORDER BY name),
   ARRAY(SELECT value FROM session_values v WHERE v.hash = s.hash ORDER BY name)`
 
@@ -171,7 +172,7 @@ var (
   last_seen = CASE WHEN ` + now + ` - last_seen >= ` + us("touch") + ` THEN ` + now + ` ELSE last_seen END,
   user_agent = CASE WHEN ` + now + ` - last_seen >= ` + us("touch") + ` THEN @ua ELSE user_agent END,
   ip = CASE WHEN ` + now + ` - last_seen >= ` + us("touch") + ` THEN @ip ELSE ip END,
-  version = version + 1
+  version = nextval('session_version_seq')
 WHERE hash = @h AND user_id = @u AND ` + live + `
 RETURNING ` + recordColumns
 
@@ -179,7 +180,7 @@ RETURNING ` + recordColumns
 	// first statement of every value write.
 	sqlSlide = `UPDATE session_sessions SET
   idle_ends = least(` + now + ` + coalesce(own_idle_us, @idle) * interval '1 microsecond', expires),
-  version = version + 1
+  version = nextval('session_version_seq')
 WHERE hash = @h AND user_id = @u AND ` + live + `
 RETURNING version`
 
@@ -209,7 +210,8 @@ FROM (SELECT ` + now + ` AS now) t,
     coalesce(@expires::timestamptz, t.now + ` + us("life") + `) AS expires) x
 WHERE expires > t.now
 ON CONFLICT (hash) DO NOTHING
-RETURNING created, last_seen, expires, version`
+RETURNING created, last_seen, expires, version,
+  greatest(1, (extract(epoch FROM least(idle_ends, expires) - ` + now + `) * 1000)::bigint)`
 
 	sqlExists = `SELECT EXISTS (SELECT 1 FROM session_sessions WHERE hash = @h)`
 
@@ -218,23 +220,24 @@ RETURNING created, last_seen, expires, version`
 	sqlCap = `DELETE FROM session_sessions WHERE user_id = @u AND hash <> @keep AND hash NOT IN (
   SELECT hash FROM session_sessions WHERE user_id = @u AND hash <> @keep AND ` + live + `
   ORDER BY last_seen DESC, created DESC LIMIT @others)
-RETURNING hash, expires`
+RETURNING hash, expires, nextval('session_version_seq')`
 
 	sqlLockForRotate = `SELECT id, created, expires, remembered, own_idle_us,
   ARRAY(SELECT name FROM session_values v WHERE v.hash = s.hash ORDER BY name),
   ARRAY(SELECT value FROM session_values v WHERE v.hash = s.hash ORDER BY name)
 FROM session_sessions s WHERE hash = @h AND user_id = @u AND ` + live + ` FOR UPDATE`
 
-	sqlDelete = `DELETE FROM session_sessions WHERE hash = @h AND user_id = @u RETURNING expires`
+	sqlDelete = `DELETE FROM session_sessions WHERE hash = @h AND user_id = @u
+RETURNING expires, nextval('session_version_seq')`
 
 	sqlList = `SELECT id, created, last_seen, expires, user_agent, ip, remembered
 FROM session_sessions WHERE user_id = @u AND ` + live
 
 	sqlRevoke = `DELETE FROM session_sessions WHERE user_id = @u AND id = @id
-RETURNING hash, expires, ` + live
+RETURNING hash, expires, nextval('session_version_seq'), ` + live
 
 	sqlRevokeAll = `DELETE FROM session_sessions WHERE user_id = @u AND hash <> @keep
-RETURNING hash, expires, ` + live
+RETURNING hash, expires, nextval('session_version_seq'), ` + live
 )
 
 // lockClass is the first key of the store's advisory locks, so they do not
@@ -288,38 +291,50 @@ func wrap(op string, err error) error {
 // row is what scanRecord reads.
 type row interface{ Scan(dest ...any) error }
 
-// scanRecord reads recordColumns into a Record of k.
-func scanRecord(r row, k session.Key) (session.Record, int64, error) {
+// stored is a session as a statement left it: its record, its version, and
+// how long it has to live unless used again (idle or absolute, whichever
+// ends first), by the database's clock.
+type stored struct {
+	rec     session.Record
+	version int64
+	ttl     time.Duration
+}
+
+// scanRecord reads recordColumns into a session of k.
+func scanRecord(r row, k session.Key) (stored, error) {
 	var (
 		id, ua, ip    []byte
 		names, values [][]byte
-		version       int64
-		rec           = session.Record{UserID: k.UserID}
+		st            = stored{rec: session.Record{UserID: k.UserID}}
+		ttlMillis     int64
 	)
-	if err := r.Scan(&id, &rec.Created, &rec.LastSeen, &rec.Expires, &ua, &ip, &rec.Remembered, &version, &names, &values); err != nil {
-		return session.Record{}, 0, err
+	rec := &st.rec
+	if err := r.Scan(&id, &rec.Created, &rec.LastSeen, &rec.Expires, &ua, &ip, &rec.Remembered, &st.version, &ttlMillis, &names, &values); err != nil {
+		return stored{}, err
 	}
 	if len(names) != len(values) {
-		return session.Record{}, 0, fmt.Errorf("%w: value arrays differ in length", session.ErrInconsistent)
+		return stored{}, fmt.Errorf("%w: value arrays differ in length", session.ErrInconsistent)
 	}
 	rec.ID, rec.UserAgent, rec.IP = string(id), string(ua), string(ip)
 	rec.Values = make(map[string]string, len(names))
 	for i, n := range names {
 		rec.Values[string(n)] = string(values[i])
 	}
-	return rec, version, nil
+	st.ttl = time.Duration(ttlMillis) * time.Millisecond
+	return st, nil
 }
 
 // Create implements session.Store.
 func (s *Store) Create(ctx context.Context, k session.Key, rec session.Record, p session.Policy) (session.Record, error) {
-	out, _, _, err := s.create(ctx, k, rec, p)
-	return out, err
+	st, _, err := s.create(ctx, k, rec, p)
+	return st.rec, err
 }
 
-// create is Create, also returning the new row's version.
-func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p session.Policy) (out session.Record, version int64, capped []ended, err error) {
+// create is Create, also returning the new row's version and TTL and the
+// sessions the cap ended.
+func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p session.Policy) (out stored, capped []ended, err error) {
 	if err := checkKey(k); err != nil {
-		return session.Record{}, 0, nil, err
+		return stored{}, nil, err
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if k.UserID != "" {
@@ -327,7 +342,7 @@ func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p
 				return err
 			}
 		}
-		out, version, err = s.insert(ctx, tx, k, rec, rec.Values, p, !rec.Expires.IsZero())
+		out, err = s.insert(ctx, tx, k, rec, rec.Values, p, !rec.Expires.IsZero())
 		if err != nil {
 			return err
 		}
@@ -335,16 +350,16 @@ func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p
 		return err
 	})
 	if err != nil {
-		return session.Record{}, 0, nil, wrap("create", err)
+		return stored{}, nil, wrap("create", err)
 	}
-	return out, version, capped, nil
+	return out, capped, nil
 }
 
 // insert creates k's row and values inside tx, which holds the user's lock.
 // keepTimes keeps rec's Created and Expires instead of starting a lifetime.
-func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec session.Record, values map[string]string, p session.Policy, keepTimes bool) (session.Record, int64, error) {
+func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec session.Record, values map[string]string, p session.Policy, keepTimes bool) (stored, error) {
 	if _, err := tx.Exec(ctx, sqlDeleteDead, s.args(pgx.NamedArgs{"h": k.Hash})); err != nil {
-		return session.Record{}, 0, err
+		return stored{}, err
 	}
 	a := pgx.NamedArgs{
 		"h": k.Hash, "u": []byte(k.UserID), "id": []byte(rec.ID),
@@ -358,25 +373,26 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec sessio
 	if keepTimes {
 		a["created"], a["expires"] = rec.Created, rec.Expires
 	}
-	var version int64
-	err := tx.QueryRow(ctx, sqlInsert, s.args(a)).Scan(&rec.Created, &rec.LastSeen, &rec.Expires, &version)
+	var st stored
+	var ttlMillis int64
+	err := tx.QueryRow(ctx, sqlInsert, s.args(a)).Scan(&rec.Created, &rec.LastSeen, &rec.Expires, &st.version, &ttlMillis)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var exists bool
 		if err := tx.QueryRow(ctx, sqlExists, pgx.NamedArgs{"h": k.Hash}).Scan(&exists); err != nil {
-			return session.Record{}, 0, err
+			return stored{}, err
 		}
 		if exists {
-			return session.Record{}, 0, errSessionExists
+			return stored{}, errSessionExists
 		}
-		return session.Record{}, 0, fmt.Errorf("%w: the session's absolute end has passed", session.ErrNotFound)
+		return stored{}, fmt.Errorf("%w: the session's absolute end has passed", session.ErrNotFound)
 	}
 	if err != nil {
-		return session.Record{}, 0, err
+		return stored{}, err
 	}
 	if len(values) > 0 {
 		names, vals := columns(values)
 		if _, err := tx.Exec(ctx, sqlSetValues, s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "names": names, "vals": vals})); err != nil {
-			return session.Record{}, 0, err
+			return stored{}, err
 		}
 	}
 	rec.UserID = k.UserID
@@ -384,14 +400,17 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec sessio
 	for n, v := range values {
 		rec.Values[n] = v
 	}
-	return rec, version, nil
+	st.rec, st.ttl = rec, time.Duration(ttlMillis)*time.Millisecond
+	return st, nil
 }
 
-// ended is a session a store operation deleted: its hash and absolute end
-// (the cache keeps a tombstone for it until then).
+// ended is a session a store operation deleted: its hash, its absolute end
+// and a version drawn after the delete, larger than any the session had
+// (the cache refuses to fill it with anything older).
 type ended struct {
 	hash    string
 	expires time.Time
+	version int64
 }
 
 // capUser deletes keep's user's sessions beyond max (0: no cap), never
@@ -407,7 +426,7 @@ func (s *Store) capUser(ctx context.Context, tx pgx.Tx, keep session.Key, max in
 	var out []ended
 	for rows.Next() {
 		var e ended
-		if err := rows.Scan(&e.hash, &e.expires); err != nil {
+		if err := rows.Scan(&e.hash, &e.expires, &e.version); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -428,23 +447,23 @@ func columns(values map[string]string) (names, vals [][]byte) {
 
 // Load implements session.Store.
 func (s *Store) Load(ctx context.Context, k session.Key, c session.Client, p session.Policy) (session.Record, error) {
-	rec, _, err := s.load(ctx, k, c, p)
-	return rec, err
+	st, err := s.load(ctx, k, c, p)
+	return st.rec, err
 }
 
-func (s *Store) load(ctx context.Context, k session.Key, c session.Client, p session.Policy) (session.Record, int64, error) {
+func (s *Store) load(ctx context.Context, k session.Key, c session.Client, p session.Policy) (stored, error) {
 	if err := checkKey(k); err != nil {
-		return session.Record{}, 0, err
+		return stored{}, err
 	}
 	r := s.pool.QueryRow(ctx, sqlLoad, s.args(pgx.NamedArgs{
 		"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "touch": p.TouchInterval.Microseconds(),
 		"ua": []byte(c.UserAgent), "ip": []byte(c.IP),
 	}))
-	rec, version, err := scanRecord(r, k)
+	st, err := scanRecord(r, k)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return session.Record{}, 0, session.ErrNotFound
+		return stored{}, session.ErrNotFound
 	}
-	return rec, version, wrap("load", err)
+	return st, wrap("load", err)
 }
 
 // Update implements session.Store.
@@ -536,18 +555,18 @@ func (s *Store) incr(ctx context.Context, k session.Key, name string, delta int6
 // inserts r.To. So it is atomic with every Revoke and RevokeAll, whichever
 // users are involved, and a refused rotation changes nothing.
 func (s *Store) Rotate(ctx context.Context, r session.Rotation, p session.Policy) (session.Record, error) {
-	rec, _, _, err := s.rotate(ctx, r, p)
-	return rec, err
+	st, _, err := s.rotate(ctx, r, p)
+	return st.rec, err
 }
 
 // rotate is Rotate, also returning the new row's version and the sessions
 // it ended (r.From and any beyond the cap).
-func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy) (out session.Record, version int64, gone []ended, err error) {
+func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy) (out stored, gone []ended, err error) {
 	if err := checkKey(r.To); err != nil {
-		return session.Record{}, 0, nil, err
+		return stored{}, nil, err
 	}
 	if r.From.IsZero() && r.Renew {
-		return session.Record{}, 0, nil, session.ErrNotFound
+		return stored{}, nil, session.ErrNotFound
 	}
 	fromOK := !r.From.IsZero() && checkKey(r.From) == nil
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -612,16 +631,16 @@ func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy
 			}
 		}
 		if old {
-			var exp time.Time
-			if err := tx.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": r.From.Hash, "u": []byte(r.From.UserID)}).Scan(&exp); err != nil {
+			e := ended{hash: r.From.Hash}
+			if err := tx.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": r.From.Hash, "u": []byte(r.From.UserID)}).Scan(&e.expires, &e.version); err != nil {
 				return err
 			}
-			gone = append(gone, ended{r.From.Hash, exp})
+			gone = append(gone, e)
 		}
 		// insert refuses a live r.To with errSessionExists, which rolls back
 		// the delete above: a refused rotation leaves r.From as it was.
 		var err error
-		out, version, err = s.insert(ctx, tx, r.To, rec, values, session.Policy{
+		out, err = s.insert(ctx, tx, r.To, rec, values, session.Policy{
 			IdleTimeout: pp.IdleTimeout, Lifetime: p.Lifetime, TouchInterval: p.TouchInterval,
 		}, r.Renew)
 		if err != nil {
@@ -632,9 +651,9 @@ func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy
 		return err
 	})
 	if err != nil {
-		return session.Record{}, 0, nil, wrap("rotate", err)
+		return stored{}, nil, wrap("rotate", err)
 	}
-	return out, version, gone, nil
+	return out, gone, nil
 }
 
 // apply returns values with c applied (deletes first, then sets), leaving
@@ -663,15 +682,15 @@ func (s *Store) delete(ctx context.Context, k session.Key) ([]ended, error) {
 	if !validHash(k.Hash) {
 		return nil, nil
 	}
-	var exp time.Time
-	err := s.pool.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID)}).Scan(&exp)
+	e := ended{hash: k.Hash}
+	err := s.pool.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID)}).Scan(&e.expires, &e.version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, wrap("delete", err)
 	}
-	return []ended{{k.Hash, exp}}, nil
+	return []ended{e}, nil
 }
 
 // List implements session.Store. It reads the user's rows through the
@@ -745,7 +764,7 @@ func (s *Store) revokeAll(ctx context.Context, userID, query string, a pgx.Named
 		for rows.Next() {
 			var e ended
 			var alive bool
-			if err := rows.Scan(&e.hash, &e.expires, &alive); err != nil {
+			if err := rows.Scan(&e.hash, &e.expires, &e.version, &alive); err != nil {
 				return err
 			}
 			all = append(all, e)
