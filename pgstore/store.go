@@ -32,7 +32,14 @@ type Options struct {
 	// that cleanup never holds many row locks or writes a huge transaction.
 	// Default 1000.
 	CleanupBatch int
+	// Timeout bounds every operation (on top of the caller's context), so
+	// that an unreachable or stuck PostgreSQL gives an error, never a hang.
+	// Default 5s.
+	Timeout time.Duration
 }
+
+// DefaultTimeout is Options.Timeout's default.
+const DefaultTimeout = 5 * time.Second
 
 // DefaultCleanupBatch is Options.CleanupBatch's default.
 const DefaultCleanupBatch = 1000
@@ -69,8 +76,11 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: pgstore: nil pool", session.ErrInvalidOptions)
 	}
-	if opts.CleanupInterval < 0 || opts.CleanupBatch < 0 {
-		return nil, fmt.Errorf("%w: pgstore: negative CleanupInterval or CleanupBatch", session.ErrInvalidOptions)
+	if opts.CleanupInterval < 0 || opts.CleanupBatch < 0 || opts.Timeout < 0 {
+		return nil, fmt.Errorf("%w: pgstore: negative CleanupInterval, CleanupBatch or Timeout", session.ErrInvalidOptions)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.CleanupBatch == 0 {
 		opts.CleanupBatch = DefaultCleanupBatch
@@ -125,6 +135,8 @@ func (s *Store) janitor(every time.Duration) {
 // returns how many it deleted. Sessions locked by a request in flight are
 // skipped, to be found next time. A batch below 1 means Options.CleanupBatch.
 func (s *Store) Cleanup(ctx context.Context, batch int) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if batch < 1 {
 		batch = s.opts.CleanupBatch
 	}
@@ -333,6 +345,8 @@ func (s *Store) Create(ctx context.Context, k session.Key, rec session.Record, p
 // create is Create, also returning the new row's version and TTL and the
 // sessions the cap ended.
 func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p session.Policy) (out stored, capped []ended, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := checkKey(k); err != nil {
 		return stored{}, nil, err
 	}
@@ -452,6 +466,8 @@ func (s *Store) Load(ctx context.Context, k session.Key, c session.Client, p ses
 }
 
 func (s *Store) load(ctx context.Context, k session.Key, c session.Client, p session.Policy) (stored, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := checkKey(k); err != nil {
 		return stored{}, err
 	}
@@ -475,6 +491,8 @@ func (s *Store) Update(ctx context.Context, k session.Key, c session.Change, p s
 // update is Update, returning the row's new version. One round trip: the
 // statements go as one batch, which PostgreSQL runs as one transaction.
 func (s *Store) update(ctx context.Context, k session.Key, c session.Change, p session.Policy) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := checkKey(k); err != nil {
 		return 0, err
 	}
@@ -519,6 +537,8 @@ func (s *Store) Incr(ctx context.Context, k session.Key, name string, delta int6
 }
 
 func (s *Store) incr(ctx context.Context, k session.Key, name string, delta int64, p session.Policy) (n, version int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := checkKey(k); err != nil {
 		return 0, 0, err
 	}
@@ -562,6 +582,8 @@ func (s *Store) Rotate(ctx context.Context, r session.Rotation, p session.Policy
 // rotate is Rotate, also returning the new row's version and the sessions
 // it ended (r.From and any beyond the cap).
 func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy) (out stored, gone []ended, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := checkKey(r.To); err != nil {
 		return stored{}, nil, err
 	}
@@ -679,6 +701,8 @@ func (s *Store) Delete(ctx context.Context, k session.Key) error {
 }
 
 func (s *Store) delete(ctx context.Context, k session.Key) ([]ended, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if !validHash(k.Hash) {
 		return nil, nil
 	}
@@ -696,6 +720,8 @@ func (s *Store) delete(ctx context.Context, k session.Key) ([]ended, error) {
 // List implements session.Store. It reads the user's rows through the
 // user_id index.
 func (s *Store) List(ctx context.Context, userID string) ([]session.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := session.ValidateUserID(userID); err != nil {
 		return nil, err
 	}
@@ -754,6 +780,8 @@ func (s *Store) revoke(ctx context.Context, userID, query string, a pgx.NamedArg
 // revokeAll returns the live sessions a revocation deleted, and every one
 // it deleted (for the cache, which must forget dead ones too).
 func (s *Store) revokeAll(ctx context.Context, userID, query string, a pgx.NamedArgs) (liveGone, all []ended, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
 	if err := session.ValidateUserID(userID); err != nil {
 		return nil, nil, err
 	}
