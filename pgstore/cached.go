@@ -65,8 +65,9 @@ const (
 //     fill script writes only a version at or above the floor and above
 //     the copy it replaces.
 //   - When a Redis call fails or exceeds Timeout, the operation is served by
-//     PostgreSQL alone, and so is every operation for RetryAfter: revocations
-//     stay global during a Redis outage. An invalidation that could not
+//     PostgreSQL alone, and so are reads for RetryAfter: revocations stay
+//     global during a Redis outage. Writes still try to invalidate the
+//     cached copy (within Timeout) even then. An invalidation that could not
 //     reach Redis is retried in the background until it does (up to
 //     MaxPending of them). Should one be lost all the same (this process
 //     ended first), a cached copy of the ended session is served at most
@@ -165,10 +166,12 @@ func (c *CachedStore) keys(hash string) []string {
 	return []string{p + "d", p + "f"}
 }
 
-// redis runs one script with the store's timeout, unless Redis is resting;
-// a failure (other than redis.Nil) puts it to rest for RetryAfter.
+// redis runs one script with the store's timeout, unless Redis is resting
+// and the call may be skipped (reads and fills may; invalidations may not,
+// as another instance may be filling meanwhile); a failure (other than
+// redis.Nil) puts Redis to rest for RetryAfter.
 func (c *CachedStore) redis(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, error) {
-	if time.Now().UnixNano() < c.downUntil.Load() {
+	if s != scriptCacheFloor && time.Now().UnixNano() < c.downUntil.Load() {
 		return nil, errRedisResting
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
