@@ -39,6 +39,7 @@ func TestCachedStoreConformance(t *testing.T) {
 		New: func(t *testing.T) session.Store {
 			emptyTables(t, pool)
 			flushRedis(t, rdb)
+			t.Cleanup(func() { assertEveryKeyHasTTL(t, rdb) })
 			return newTestCachedStore(t, newTestStore(t, pool, Options{}), rdb, CachedOptions{})
 		},
 		Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
@@ -132,5 +133,43 @@ func mustBeGoneFromCache(t *testing.T, c *CachedStore, k session.Key) {
 	}
 	if n, err := c.rdb.Exists(context.Background(), c.keys(k.Hash)[0]).Result(); err != nil || n != 0 {
 		t.Fatalf("the ended session is cached (EXISTS = %d, %v)", n, err)
+	}
+}
+
+// assertEveryKeyHasTTL checks that the cache writes no key that lives
+// forever.
+func assertEveryKeyHasTTL(t *testing.T, rdb redis.UniversalClient) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Errorf("KEYS: %v", err)
+		return
+	}
+	for _, k := range keys {
+		if ttl, err := rdb.PTTL(ctx, k).Result(); err != nil || ttl == -1 {
+			t.Errorf("key %q has no TTL (%v, %v)", k, ttl, err)
+		}
+	}
+}
+
+func TestNewCachedStoreRefusesBadOptions(t *testing.T) {
+	pg := &Store{}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	for _, tc := range []struct {
+		name string
+		pg   *Store
+		rdb  redis.UniversalClient
+		opts CachedOptions
+	}{
+		{"no Store", nil, rdb, CachedOptions{}},
+		{"no Redis client", pg, nil, CachedOptions{}},
+		{"a brace in the prefix", pg, rdb, CachedOptions{Prefix: "s{"}},
+		{"a negative timeout", pg, rdb, CachedOptions{Timeout: -1}},
+	} {
+		if _, err := NewCachedStore(tc.pg, tc.rdb, tc.opts); !errors.Is(err, session.ErrInvalidOptions) {
+			t.Errorf("%s: err = %v, want ErrInvalidOptions", tc.name, err)
+		}
 	}
 }
