@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -106,25 +105,6 @@ func (s *Server) Stop() {
 		return
 	}
 	_, _ = s.run("pg_ctl", "stop", "-D", s.data, "-m", "fast", "-w", "-t", "30")
-	s.running = false
-}
-
-// Kill ends the server with SIGKILL, as a crash would.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.running {
-		return
-	}
-	pidFile, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
-	if err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0])); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	// The backends notice the postmaster is gone and exit; pg_ctl stop
-	// then finds nothing to stop, which is fine.
-	time.Sleep(100 * time.Millisecond)
 	s.running = false
 }
 
