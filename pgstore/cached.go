@@ -22,7 +22,9 @@ type CachedOptions struct {
 	// It may not contain '{' or '}'.
 	Prefix string
 	// Timeout bounds each Redis call; past it the call counts as failed
-	// and the operation is served by PostgreSQL alone. Default 100ms.
+	// and the operation is served by PostgreSQL alone. Default 100ms. It
+	// holds whatever the client's options; set ContextTimeoutEnabled on the
+	// client too, so that an abandoned call also frees its connection then.
 	Timeout time.Duration
 	// RetryAfter is how long the store leaves Redis alone after a failed
 	// call, serving everything from PostgreSQL, before it tries again, so
@@ -176,7 +178,28 @@ func (c *CachedStore) redis(ctx context.Context, s *redis.Script, keys []string,
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	res, err := s.Run(ctx, c.rdb, keys, args...).Result()
+	// go-redis honours a context's deadline on the socket only with
+	// ContextTimeoutEnabled; without it a stalled Redis holds a call for
+	// ReadTimeout (3s by default). So the call runs aside and is abandoned
+	// at the deadline: every script is safe to land late (fills and floors
+	// are ordered by version, and a late load is ignored).
+	type reply struct {
+		res any
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		res, err := s.Run(ctx, c.rdb, keys, args...).Result()
+		done <- reply{res, err}
+	}()
+	var res any
+	var err error
+	select {
+	case r := <-done:
+		res, err = r.res, r.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	if err != nil && !errors.Is(err, redis.Nil) {
 		c.downUntil.Store(time.Now().Add(c.opts.RetryAfter).UnixNano())
 		return nil, err

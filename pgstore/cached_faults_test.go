@@ -318,3 +318,62 @@ func TestStorePostgresDown(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedStoreRetriesAnInvalidationRedisMissed: Redis paused (so it keeps
+// its data, as in a partition) while one instance revokes a session another
+// has cached; the revocation is served by PostgreSQL meanwhile, and once
+// Redis answers again the queued invalidation drops the stale copy.
+func TestCachedStoreRetriesAnInvalidationRedisMissed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("pauses redis-server")
+	}
+	pool := testPool(t)
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	pg := newTestStore(t, pool, Options{})
+	opts := CachedOptions{Timeout: 50 * time.Millisecond, RetryAfter: 100 * time.Millisecond}
+	a := newTestCachedStore(t, pg, srv.Client(t), opts)
+	b := newTestCachedStore(t, pg, srv.Client(t), opts)
+	ctx := context.Background()
+	p := session.Policy{IdleTimeout: time.Minute, Lifetime: time.Hour, TouchInterval: time.Hour}
+	victim := sessiontest.NewKey("vic")
+	if _, err := a.Create(ctx, victim, session.Record{Info: session.Info{ID: "v"}}, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(ctx, victim, session.Client{}, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", "500", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Revoke(ctx, "vic", "v"); err != nil {
+		t.Fatalf("Revoke while Redis is paused: %v", err)
+	}
+	if n := a.PendingInvalidations(); n != 1 {
+		t.Fatalf("%d invalidations queued, want 1", n)
+	}
+	start := time.Now()
+	if _, err := b.Load(ctx, victim, session.Client{}, p); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Load on the other instance while Redis is paused: %v, want ErrNotFound", err)
+	}
+	// The stalled Redis costs the Timeout, not the client's ReadTimeout.
+	if took := time.Since(start); took > opts.Timeout+200*time.Millisecond {
+		t.Errorf("Load with Redis paused took %v; want about the %v timeout", took, opts.Timeout)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.PendingInvalidations() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the queued invalidation never reached Redis")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(opts.RetryAfter) // b may be resting from its timeout
+	for _, s := range []*CachedStore{a, b} {
+		if _, err := s.Load(ctx, victim, session.Client{}, p); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("after Redis came back the revoked session loads: %v", err)
+		}
+	}
+	if n, err := admin.Exists(ctx, a.keys(victim.Hash)[0]).Result(); err != nil || n != 0 {
+		t.Errorf("the stale copy is still cached (EXISTS = %d, %v)", n, err)
+	}
+}
