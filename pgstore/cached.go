@@ -71,9 +71,13 @@ const (
 //     global during a Redis outage. Writes still try to invalidate the
 //     cached copy (within Timeout) even then. An invalidation that could not
 //     reach Redis is retried in the background until it does (up to
-//     MaxPending of them). Should one be lost all the same (this process
-//     ended first), a cached copy of the ended session is served at most
-//     until it is TouchInterval old, when the Load checks PostgreSQL.
+//     MaxPending of them). Until it lands (when Redis kept its data but this
+//     instance could not reach it, as in a partition or a pause, and until
+//     the retry after Redis answers again, RetryAfter/4 at most), or if it
+//     is lost (this process ended first), another instance may serve the
+//     cached copy of the ended session: never once the copy is
+//     TouchInterval old, when the Load checks PostgreSQL. A Redis that
+//     restarts empty holds no copy to serve.
 //
 // Redis keys, with P the prefix and h the session's token hash:
 //
