@@ -229,9 +229,9 @@ type cachedRecord struct {
 func encodeRecord(r session.Record) (string, error) {
 	names, vals := columns(r.Values)
 	b, err := json.Marshal(cachedRecord{
-		User: []byte(r.UserID), ID: []byte(r.ID),
+		User: bs(r.UserID), ID: bs(r.ID),
 		Created: r.Created.UnixMicro(), LastSeen: r.LastSeen.UnixMicro(), Expires: r.Expires.UnixMicro(),
-		UserAgent: []byte(r.UserAgent), IP: []byte(r.IP), Remembered: r.Remembered,
+		UserAgent: bs(r.UserAgent), IP: bs(r.IP), Remembered: r.Remembered,
 		Names: names, Values: vals,
 	})
 	return string(b), err
@@ -441,7 +441,7 @@ func (c *CachedStore) List(ctx context.Context, userID string) ([]session.Info, 
 
 // Revoke implements session.Store.
 func (c *CachedStore) Revoke(ctx context.Context, userID, id string) error {
-	live, all, err := c.pg.revokeAll(ctx, userID, sqlRevoke, map[string]any{"id": []byte(id)})
+	live, all, err := c.pg.revokeAll(ctx, userID, sqlRevoke, map[string]any{"id": bs(id)})
 	if err != nil {
 		return err
 	}

@@ -260,8 +260,17 @@ const lockClass = 0x5e551
 // IDs hash alike only wait for each other; their sessions stay apart.
 func userLock(userID string) pgx.NamedArgs {
 	h := fnv.New32a()
-	h.Write([]byte(userID))
+	h.Write(bs(userID))
 	return pgx.NamedArgs{"lockclass": lockClass, "lockkey": int32(h.Sum32())}
+}
+
+// bs converts s for a bytea parameter: never nil, which pgx would send as
+// NULL, so an empty string stays an empty byte string.
+func bs(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return []byte(s)
 }
 
 func micros(d time.Duration) int64 { return max(1, d.Microseconds()) }
@@ -376,8 +385,8 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec sessio
 		return stored{}, err
 	}
 	a := pgx.NamedArgs{
-		"h": k.Hash, "u": []byte(k.UserID), "id": []byte(rec.ID),
-		"ua": []byte(rec.UserAgent), "ip": []byte(rec.IP), "rem": rec.Remembered,
+		"h": k.Hash, "u": bs(k.UserID), "id": bs(rec.ID),
+		"ua": bs(rec.UserAgent), "ip": bs(rec.IP), "rem": rec.Remembered,
 		"idle": micros(p.IdleTimeout), "life": micros(p.Lifetime),
 		"own": nil, "created": nil, "expires": nil,
 	}
@@ -405,7 +414,7 @@ func (s *Store) insert(ctx context.Context, tx pgx.Tx, k session.Key, rec sessio
 	}
 	if len(values) > 0 {
 		names, vals := columns(values)
-		if _, err := tx.Exec(ctx, sqlSetValues, s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "names": names, "vals": vals})); err != nil {
+		if _, err := tx.Exec(ctx, sqlSetValues, s.args(pgx.NamedArgs{"h": k.Hash, "u": bs(k.UserID), "names": names, "vals": vals})); err != nil {
 			return stored{}, err
 		}
 	}
@@ -433,7 +442,7 @@ func (s *Store) capUser(ctx context.Context, tx pgx.Tx, keep session.Key, max in
 	if keep.UserID == "" || max <= 0 {
 		return nil, nil
 	}
-	rows, err := tx.Query(ctx, sqlCap, s.args(pgx.NamedArgs{"u": []byte(keep.UserID), "keep": keep.Hash, "others": max - 1}))
+	rows, err := tx.Query(ctx, sqlCap, s.args(pgx.NamedArgs{"u": bs(keep.UserID), "keep": keep.Hash, "others": max - 1}))
 	if err != nil {
 		return nil, err
 	}
@@ -453,8 +462,8 @@ func columns(values map[string]string) (names, vals [][]byte) {
 	names = make([][]byte, 0, len(values))
 	vals = make([][]byte, 0, len(values))
 	for n, v := range values {
-		names = append(names, []byte(n))
-		vals = append(vals, []byte(v))
+		names = append(names, bs(n))
+		vals = append(vals, bs(v))
 	}
 	return names, vals
 }
@@ -472,8 +481,8 @@ func (s *Store) load(ctx context.Context, k session.Key, c session.Client, p ses
 		return stored{}, err
 	}
 	r := s.pool.QueryRow(ctx, sqlLoad, s.args(pgx.NamedArgs{
-		"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "touch": p.TouchInterval.Microseconds(),
-		"ua": []byte(c.UserAgent), "ip": []byte(c.IP),
+		"h": k.Hash, "u": bs(k.UserID), "idle": micros(p.IdleTimeout), "touch": p.TouchInterval.Microseconds(),
+		"ua": bs(c.UserAgent), "ip": bs(c.IP),
 	}))
 	st, err := scanRecord(r, k)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -499,12 +508,12 @@ func (s *Store) update(ctx context.Context, k session.Key, c session.Change, p s
 	var del [][]byte
 	for _, n := range c.Delete {
 		if _, set := c.Set[n]; !set {
-			del = append(del, []byte(n))
+			del = append(del, bs(n))
 		}
 	}
 	names, vals := columns(c.Set)
 	b := &pgx.Batch{}
-	a := s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "del": del, "names": names, "vals": vals})
+	a := s.args(pgx.NamedArgs{"h": k.Hash, "u": bs(k.UserID), "idle": micros(p.IdleTimeout), "del": del, "names": names, "vals": vals})
 	var version int64
 	found := false
 	b.Queue(sqlSlide, a).QueryRow(func(r pgx.Row) error {
@@ -542,7 +551,7 @@ func (s *Store) incr(ctx context.Context, k session.Key, name string, delta int6
 	if err := checkKey(k); err != nil {
 		return 0, 0, err
 	}
-	a := s.args(pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID), "idle": micros(p.IdleTimeout), "name": []byte(name)})
+	a := s.args(pgx.NamedArgs{"h": k.Hash, "u": bs(k.UserID), "idle": micros(p.IdleTimeout), "name": bs(name)})
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, sqlSlide, a).Scan(&version); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -562,7 +571,7 @@ func (s *Store) incr(ctx context.Context, k session.Key, name string, delta int6
 		if n, err = addInt(values, name, delta); err != nil {
 			return err
 		}
-		a["names"], a["vals"] = [][]byte{[]byte(name)}, [][]byte{fmt.Appendf(nil, "%d", n)}
+		a["names"], a["vals"] = [][]byte{bs(name)}, [][]byte{fmt.Appendf(nil, "%d", n)}
 		_, err = tx.Exec(ctx, sqlSetValues, a)
 		return err
 	})
@@ -623,7 +632,7 @@ func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy
 			id       []byte
 		)
 		if fromOK {
-			err := tx.QueryRow(ctx, sqlLockForRotate, s.args(pgx.NamedArgs{"h": r.From.Hash, "u": []byte(r.From.UserID)})).
+			err := tx.QueryRow(ctx, sqlLockForRotate, s.args(pgx.NamedArgs{"h": r.From.Hash, "u": bs(r.From.UserID)})).
 				Scan(&id, &oldRec.Created, &oldRec.Expires, &oldRec.Remembered, &ownIdle, &oldNames, &oldVals)
 			switch {
 			case err == nil:
@@ -654,7 +663,7 @@ func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy
 		}
 		if old {
 			e := ended{hash: r.From.Hash}
-			if err := tx.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": r.From.Hash, "u": []byte(r.From.UserID)}).Scan(&e.expires, &e.version); err != nil {
+			if err := tx.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": r.From.Hash, "u": bs(r.From.UserID)}).Scan(&e.expires, &e.version); err != nil {
 				return err
 			}
 			gone = append(gone, e)
@@ -707,7 +716,7 @@ func (s *Store) delete(ctx context.Context, k session.Key) ([]ended, error) {
 		return nil, nil
 	}
 	e := ended{hash: k.Hash}
-	err := s.pool.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": k.Hash, "u": []byte(k.UserID)}).Scan(&e.expires, &e.version)
+	err := s.pool.QueryRow(ctx, sqlDelete, pgx.NamedArgs{"h": k.Hash, "u": bs(k.UserID)}).Scan(&e.expires, &e.version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -725,7 +734,7 @@ func (s *Store) List(ctx context.Context, userID string) ([]session.Info, error)
 	if err := session.ValidateUserID(userID); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, sqlList, s.args(pgx.NamedArgs{"u": []byte(userID)}))
+	rows, err := s.pool.Query(ctx, sqlList, s.args(pgx.NamedArgs{"u": bs(userID)}))
 	if err != nil {
 		return nil, wrap("list", err)
 	}
@@ -744,7 +753,7 @@ func (s *Store) List(ctx context.Context, userID string) ([]session.Info, error)
 
 // Revoke implements session.Store.
 func (s *Store) Revoke(ctx context.Context, userID, id string) error {
-	_, err := s.revoke(ctx, userID, sqlRevoke, pgx.NamedArgs{"id": []byte(id)})
+	_, err := s.revoke(ctx, userID, sqlRevoke, pgx.NamedArgs{"id": bs(id)})
 	if err != nil {
 		return err
 	}
@@ -785,7 +794,7 @@ func (s *Store) revokeAll(ctx context.Context, userID, query string, a pgx.Named
 	if err := session.ValidateUserID(userID); err != nil {
 		return nil, nil, err
 	}
-	a["u"] = []byte(userID)
+	a["u"] = bs(userID)
 	b := &pgx.Batch{}
 	b.Queue(sqlLockUser, userLock(userID))
 	b.Queue(query, s.args(a)).Query(func(rows pgx.Rows) error {
