@@ -51,8 +51,10 @@ const (
 //   - A Load of a cached session is one Redis round trip. A miss reads
 //     PostgreSQL and fills Redis. Last-seen times and the idle expiry reach
 //     PostgreSQL at most once per Policy.TouchInterval: a Load that finds
-//     the cached copy that old reads PostgreSQL again (which slides the
-//     idle expiry there and checks the session still exists) and refills.
+//     the cached last-seen time that old reads PostgreSQL again (which
+//     records the client and slides the idle expiry there, and checks the
+//     session still exists) and refills. The cache keeps the last-seen time
+//     as an age, so the two servers' clocks need not agree.
 //   - Every write (Create, Update, Incr, Rotate, Delete, Revoke, RevokeAll)
 //     goes to PostgreSQL first and then invalidates or refills Redis, so
 //     logins, logouts and revocations survive a Redis restart, and a Redis
@@ -81,7 +83,7 @@ const (
 //
 // Redis keys, with P the prefix and h the session's token hash:
 //
-//	P{h}:d  the cached copy: version, record, time of its PostgreSQL read
+//	P{h}:d  the cached copy: version, record, its last-seen time on Redis's clock
 //	P{h}:f  the floor: the lowest version a fill may write
 type CachedStore struct {
 	pg   *Store
@@ -264,7 +266,7 @@ func (c *CachedStore) fill(ctx context.Context, k session.Key, st stored) {
 	if err != nil {
 		return
 	}
-	_, _ = c.redis(ctx, scriptCacheFill, c.keys(k.Hash), st.version, blob, max(1, st.ttl.Milliseconds()))
+	_, _ = c.redis(ctx, scriptCacheFill, c.keys(k.Hash), st.version, blob, max(1, st.ttl.Milliseconds()), st.seenAge.Milliseconds())
 }
 
 // floor raises hash's floor to version (for at least ttl) and drops an

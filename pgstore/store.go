@@ -176,6 +176,7 @@ var (
 	// name order.
 	recordColumns = `id, created, last_seen, expires, user_agent, ip, remembered, version,
   greatest(1, (extract(epoch FROM least(idle_ends, expires) - ` + now + `) * 1000)::bigint),
+  greatest(0, (extract(epoch FROM ` + now + ` - last_seen) * 1000)::bigint),
   ARRAY(SELECT name FROM session_values v WHERE v.hash = s.hash ORDER BY name),
   ARRAY(SELECT value FROM session_values v WHERE v.hash = s.hash ORDER BY name)`
 
@@ -312,13 +313,14 @@ func wrap(op string, err error) error {
 // row is what scanRecord reads.
 type row interface{ Scan(dest ...any) error }
 
-// stored is a session as a statement left it: its record, its version, and
-// how long it has to live unless used again (idle or absolute, whichever
-// ends first), by the database's clock.
+// stored is a session as a statement left it: its record, its version, how
+// long it has to live unless used again (idle or absolute, whichever ends
+// first) and how old its last-seen time is, by the database's clock.
 type stored struct {
 	rec     session.Record
 	version int64
 	ttl     time.Duration
+	seenAge time.Duration
 }
 
 // scanRecord reads recordColumns into a session of k.
@@ -328,9 +330,10 @@ func scanRecord(r row, k session.Key) (stored, error) {
 		names, values [][]byte
 		st            = stored{rec: session.Record{UserID: k.UserID}}
 		ttlMillis     int64
+		ageMillis     int64
 	)
 	rec := &st.rec
-	if err := r.Scan(&id, &rec.Created, &rec.LastSeen, &rec.Expires, &ua, &ip, &rec.Remembered, &st.version, &ttlMillis, &names, &values); err != nil {
+	if err := r.Scan(&id, &rec.Created, &rec.LastSeen, &rec.Expires, &ua, &ip, &rec.Remembered, &st.version, &ttlMillis, &ageMillis, &names, &values); err != nil {
 		return stored{}, err
 	}
 	if len(names) != len(values) {
@@ -342,6 +345,7 @@ func scanRecord(r row, k session.Key) (stored, error) {
 		rec.Values[string(n)] = string(values[i])
 	}
 	st.ttl = time.Duration(ttlMillis) * time.Millisecond
+	st.seenAge = time.Duration(ageMillis) * time.Millisecond
 	return st, nil
 }
 
