@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,12 +258,21 @@ RETURNING hash, expires, nextval('session_version_seq'), ` + live
 // meet an application's own (which mostly use the one-bigint form).
 const lockClass = 0x5e551
 
-// userLock returns the advisory lock arguments for userID. Two users whose
+// userLockKey is the second key of userID's advisory lock. Two users whose
 // IDs hash alike only wait for each other; their sessions stay apart.
-func userLock(userID string) pgx.NamedArgs {
+func userLockKey(userID string) int32 {
 	h := fnv.New32a()
 	h.Write(bs(userID))
-	return pgx.NamedArgs{"lockclass": lockClass, "lockkey": int32(h.Sum32())}
+	return int32(h.Sum32())
+}
+
+// userLock returns sqlLockUser's arguments for userID.
+func userLock(userID string) pgx.NamedArgs {
+	return lockArgs(userLockKey(userID))
+}
+
+func lockArgs(key int32) pgx.NamedArgs {
+	return pgx.NamedArgs{"lockclass": lockClass, "lockkey": key}
 }
 
 // bs converts s for a bytea parameter: never nil, which pgx would send as
@@ -606,24 +616,17 @@ func (s *Store) rotate(ctx context.Context, r session.Rotation, p session.Policy
 	fromOK := !r.From.IsZero() && checkKey(r.From) == nil
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		gone = nil
-		users := []string{r.To.UserID}
-		if fromOK && r.From.UserID != r.To.UserID {
-			users = append(users, r.From.UserID)
-		}
-		locks := make([]int64, 0, 2)
-		for _, u := range users {
-			if u != "" {
-				locks = append(locks, int64(userLock(u)["lockkey"].(int32)))
+		// Both users' locks, in key order, so that two rotations between
+		// the same users cannot deadlock.
+		var locks []int32
+		for _, u := range []string{r.To.UserID, r.From.UserID} {
+			if u != "" && (u == r.To.UserID || fromOK) {
+				locks = append(locks, userLockKey(u))
 			}
 		}
-		if len(locks) == 2 && locks[0] > locks[1] {
-			locks[0], locks[1] = locks[1], locks[0]
-		}
-		for i, l := range locks {
-			if i == 1 && l == locks[0] {
-				break
-			}
-			if _, err := tx.Exec(ctx, sqlLockUser, pgx.NamedArgs{"lockclass": lockClass, "lockkey": int32(l)}); err != nil {
+		slices.Sort(locks)
+		for _, l := range slices.Compact(locks) {
+			if _, err := tx.Exec(ctx, sqlLockUser, lockArgs(l)); err != nil {
 				return err
 			}
 		}
@@ -758,10 +761,7 @@ func (s *Store) List(ctx context.Context, userID string) ([]session.Info, error)
 // Revoke implements session.Store.
 func (s *Store) Revoke(ctx context.Context, userID, id string) error {
 	_, err := s.revoke(ctx, userID, sqlRevoke, pgx.NamedArgs{"id": bs(id)})
-	if err != nil {
-		return err
-	}
-	return nil
+	return err
 }
 
 // RevokeAll implements session.Store. One batch, so one transaction: the

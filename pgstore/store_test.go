@@ -226,6 +226,32 @@ func TestStoreDetails(t *testing.T) {
 				}
 			}
 		}},
+		{"logins from one user's session to another's, both ways at once, neither deadlock nor fail", func(t *testing.T, s *Store) {
+			var wg sync.WaitGroup
+			for i := range 40 {
+				from, to := "ann", "ben"
+				if i%2 == 1 {
+					from, to = to, from
+				}
+				wg.Go(func() {
+					k := sessiontest.NewKey(from)
+					rec, err := s.Create(ctx, k, session.Record{Info: session.Info{ID: fmt.Sprint("x", i)}}, testPolicy)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := s.Rotate(ctx, session.Rotation{From: k, To: sessiontest.NewKey(to), Record: rec}, testPolicy); err != nil {
+						t.Errorf("Rotate %s -> %s: %v", from, to, err)
+					}
+					if i%5 == 0 {
+						if _, err := s.RevokeAll(ctx, to, session.Key{}); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+		}},
 		{"the janitor cleans up on its own and Close stops it", func(t *testing.T, s *Store) {
 			j := newTestStore(t, pool, Options{CleanupInterval: 20 * time.Millisecond, CleanupBatch: 3})
 			j.clockOffset.Store(s.clockOffset.Load())
