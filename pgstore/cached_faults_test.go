@@ -246,9 +246,10 @@ func TestCachedStoreRedisRestartSignsNobodyOut(t *testing.T) {
 	}
 }
 
-// TestStorePostgresDown: with PostgreSQL stopped, every operation fails
-// with an error (not ErrNotFound, not success) within the store's timeout,
-// and once it is back nothing revoked before or during the outage returns.
+// TestStorePostgresDown: with PostgreSQL stopped, every operation that needs
+// it fails with an error (not ErrNotFound, not success) within the store's
+// timeout, cached sessions still load, and once it is back nothing revoked
+// before the outage returns.
 func TestStorePostgresDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stops and restarts PostgreSQL")
@@ -307,6 +308,14 @@ func TestStorePostgresDown(t *testing.T) {
 		if _, err := st.store.Load(ctx, revoked, session.Client{}, p); err == nil {
 			t.Errorf("%s: the revoked session loads while PostgreSQL is down", st.name)
 		}
+	}
+	// Degraded service: a session cached less than TouchInterval ago still
+	// loads from Redis; the same session from PostgreSQL alone is an error.
+	if _, err := c.Load(ctx, live, session.Client{}, p); err != nil {
+		t.Errorf("CachedStore: a cached session with PostgreSQL down: %v", err)
+	}
+	if _, err := pg.Load(ctx, live, session.Client{}, p); err == nil || errors.Is(err, session.ErrNotFound) {
+		t.Errorf("Store: Load with PostgreSQL down: err = %v, want a database error", err)
 	}
 	srv.Restart(t)
 	for _, s := range []session.Store{pg, c} {
