@@ -34,6 +34,21 @@ CREATE TABLE IF NOT EXISTS session_sessions (
 );
 CREATE INDEX IF NOT EXISTS session_sessions_user_id ON session_sessions (user_id) WHERE user_id <> ''::bytea;
 CREATE INDEX IF NOT EXISTS session_sessions_idle_ends ON session_sessions (idle_ends);
+-- What restored records are checked against (session.Store.Create): the
+-- public IDs Revoke ended, until those sessions would have expired, and
+-- when RevokeAll last ended each user's sessions (kept a day).
+CREATE TABLE IF NOT EXISTS session_revoked_ids (
+  user_id bytea       NOT NULL,
+  id      bytea       NOT NULL,
+  expires timestamptz NOT NULL,
+  PRIMARY KEY (user_id, id)
+);
+CREATE INDEX IF NOT EXISTS session_revoked_ids_expires ON session_revoked_ids (expires);
+CREATE TABLE IF NOT EXISTS session_revoked_all (
+  user_id bytea       PRIMARY KEY,
+  at      timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_revoked_all_at ON session_revoked_all (at);
 CREATE TABLE IF NOT EXISTS session_values (
   hash  text  NOT NULL REFERENCES session_sessions (hash) ON DELETE CASCADE,
   name  bytea NOT NULL,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionkit/session"
@@ -134,22 +135,38 @@ func (s *Store) janitor(every time.Duration) {
 
 // Cleanup deletes up to batch expired sessions (idle or absolute) and
 // returns how many it deleted. Sessions locked by a request in flight are
-// skipped, to be found next time. A batch below 1 means Options.CleanupBatch.
+// skipped, to be found next time. It also forgets up to batch revoked
+// public IDs whose sessions would have expired, and up to batch RevokeAll
+// times older than a day. A batch below 1 means Options.CleanupBatch.
 func (s *Store) Cleanup(ctx context.Context, batch int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	if batch < 1 {
 		batch = s.opts.CleanupBatch
 	}
-	tag, err := s.pool.Exec(ctx, sqlCleanup, s.args(pgx.NamedArgs{"n": batch}))
+	a := s.args(pgx.NamedArgs{"n": batch, "keep": revocationMemory.Microseconds()})
+	tag, err := s.pool.Exec(ctx, sqlCleanup, a)
 	if err != nil {
-		return 0, fmt.Errorf("session: postgres cleanup: %w", err)
+		return 0, wrap("cleanup", err)
+	}
+	for _, q := range []string{sqlCleanupRevokedIDs, sqlCleanupRevokedAll} {
+		if _, err := s.pool.Exec(ctx, q, a); err != nil {
+			return 0, wrap("cleanup", err)
+		}
 	}
 	return int(tag.RowsAffected()), nil
 }
 
-// errSessionExists: Create found the key taken by a live session.
-var errSessionExists = errors.New("session: create: a session with this token already exists")
+// errSessionExists: Create found the key taken by a live session. It is
+// the store's answer, so it wraps session.ErrRefused.
+var errSessionExists = fmt.Errorf("%w: create: a session with this token already exists", session.ErrRefused)
+
+// errRevoked: a restored record that a revocation ended (session.Store.Create).
+var errRevoked = fmt.Errorf("%w: revoked", session.ErrNotFound)
+
+// revocationMemory is how long RevokeAll's time is kept for restored
+// records to be checked against, as RedisStore keeps it.
+const revocationMemory = 24 * time.Hour
 
 // now is the store's clock in SQL: the transaction's time, plus the offset
 // tests use to move time.
@@ -247,8 +264,29 @@ RETURNING expires, nextval('session_version_seq')`
 	sqlList = `SELECT id, created, last_seen, expires, user_agent, ip, remembered
 FROM session_sessions WHERE user_id = @u AND ` + live
 
-	sqlRevoke = `DELETE FROM session_sessions WHERE user_id = @u AND id = @id
-RETURNING hash, expires, nextval('session_version_seq'), ` + live
+	// sqlRevoke also remembers the public ID it ended, until that session
+	// would have expired, for restored records to be checked against.
+	sqlRevoke = `WITH d AS (
+  DELETE FROM session_sessions WHERE user_id = @u AND id = @id
+  RETURNING hash, expires, nextval('session_version_seq') AS version, ` + live + ` AS alive),
+r AS (
+  INSERT INTO session_revoked_ids (user_id, id, expires)
+  SELECT @u, @id, max(expires) FROM d WHERE alive HAVING count(*) > 0
+  ON CONFLICT (user_id, id) DO UPDATE SET expires = greatest(session_revoked_ids.expires, excluded.expires))
+SELECT hash, expires, version, alive FROM d`
+
+	sqlRevokedAll = `INSERT INTO session_revoked_all (user_id, at) VALUES (@u, ` + now + `)
+ON CONFLICT (user_id) DO UPDATE SET at = excluded.at`
+
+	// sqlRestoreRevoked: did a revocation end the restored record?
+	sqlRestoreRevoked = `SELECT
+  EXISTS (SELECT 1 FROM session_revoked_ids WHERE user_id = @u AND id = @id AND expires > ` + now + `)
+  OR EXISTS (SELECT 1 FROM session_revoked_all WHERE user_id = @u AND @horizon::timestamptz IS NOT NULL AND at > @horizon::timestamptz)`
+
+	sqlCleanupRevokedIDs = `DELETE FROM session_revoked_ids WHERE (user_id, id) IN (
+  SELECT user_id, id FROM session_revoked_ids WHERE expires <= ` + now + ` LIMIT @n FOR UPDATE SKIP LOCKED)`
+	sqlCleanupRevokedAll = `DELETE FROM session_revoked_all WHERE user_id IN (
+  SELECT user_id FROM session_revoked_all WHERE at <= ` + now + ` - ` + us("keep") + ` LIMIT @n FOR UPDATE SKIP LOCKED)`
 
 	sqlRevokeAll = `DELETE FROM session_sessions WHERE user_id = @u AND hash <> @keep
 RETURNING hash, expires, nextval('session_version_seq'), ` + live
@@ -311,13 +349,36 @@ func checkKey(k session.Key) error {
 	return nil
 }
 
-// wrap prefixes a database error; ErrNotFound and friends pass through.
+// wrap prefixes a database error; ErrNotFound and friends pass through. An
+// error PostgreSQL answered with is marked session.ErrRefused (see
+// session.Store): the statement, and its transaction, did not apply.
 func wrap(op string, err error) error {
 	if err == nil || errors.Is(err, session.ErrNotFound) || errors.Is(err, session.ErrNotInteger) ||
 		errors.Is(err, session.ErrInvalidUserID) || errors.Is(err, errSessionExists) {
 		return err
 	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && answered(pgErr.Code) {
+		return fmt.Errorf("session: postgres %s: %w: %w", op, session.ErrRefused, err)
+	}
 	return fmt.Errorf("session: postgres %s: %w", op, err)
+}
+
+// answered reports whether an error with SQLSTATE code is PostgreSQL's
+// answer to the statement (a missing table, a full disk, a read-only
+// standby, a deadlock victim), rather than a sign that it cannot answer:
+// connection exceptions (08), operator intervention such as a shutdown or a
+// cancelled statement (57), too many connections (53300), system and
+// internal errors (58, XX).
+func answered(code string) bool {
+	if len(code) != 5 || code == "53300" {
+		return false
+	}
+	switch code[:2] {
+	case "08", "57", "58", "XX":
+		return false
+	}
+	return true
 }
 
 // row is what scanRecord reads.
@@ -377,6 +438,21 @@ func (s *Store) create(ctx context.Context, k session.Key, rec session.Record, p
 		if k.UserID != "" {
 			if _, err := tx.Exec(ctx, sqlLockUser, userLock(k.UserID)); err != nil {
 				return err
+			}
+		}
+		if k.UserID != "" && !rec.Expires.IsZero() {
+			// A restored record: checked under the user's lock, so no
+			// revocation slips in between the check and the insert.
+			a := pgx.NamedArgs{"u": bs(k.UserID), "id": bs(rec.ID), "horizon": nil}
+			if !rec.Horizon.IsZero() {
+				a["horizon"] = rec.Horizon
+			}
+			var revoked bool
+			if err := tx.QueryRow(ctx, sqlRestoreRevoked, s.args(a)).Scan(&revoked); err != nil {
+				return err
+			}
+			if revoked {
+				return errRevoked
 			}
 		}
 		out, err = s.insert(ctx, tx, k, rec, rec.Values, p, !rec.Expires.IsZero())
@@ -801,6 +877,9 @@ func (s *Store) revokeAll(ctx context.Context, userID, query string, a pgx.Named
 	a["u"] = bs(userID)
 	b := &pgx.Batch{}
 	b.Queue(sqlLockUser, userLock(userID))
+	if query == sqlRevokeAll {
+		b.Queue(sqlRevokedAll, s.args(pgx.NamedArgs{"u": bs(userID)}))
+	}
 	b.Queue(query, s.args(a)).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var e ended

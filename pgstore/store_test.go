@@ -36,7 +36,7 @@ func testPool(t *testing.T) *pgxpool.Pool {
 // emptyTables deletes every session, so a test starts from nothing.
 func emptyTables(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	if _, err := pool.Exec(context.Background(), `TRUNCATE session_sessions, session_values`); err != nil {
+	if _, err := pool.Exec(context.Background(), `TRUNCATE session_sessions, session_values, session_revoked_ids, session_revoked_all`); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -252,6 +252,47 @@ func TestStoreDetails(t *testing.T) {
 			}
 			wg.Wait()
 		}},
+		{"creating over a live session is refused, as the store's answer", func(t *testing.T, s *Store) {
+			k := sessiontest.NewKey("twice")
+			if _, err := s.Create(ctx, k, session.Record{}, testPolicy); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Create(ctx, k, session.Record{}, testPolicy); !errors.Is(err, session.ErrRefused) || errors.Is(err, session.ErrNotFound) {
+				t.Errorf("second Create: err = %v, want ErrRefused", err)
+			}
+		}},
+		{"cleanup forgets revocations once no restored record could need them", func(t *testing.T, s *Store) {
+			rec, err := s.Create(ctx, sessiontest.NewKey("rev"), session.Record{Info: session.Info{ID: "r"}}, testPolicy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Revoke(ctx, "rev", "r"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.RevokeAll(ctx, "rev", session.Key{}); err != nil {
+				t.Fatal(err)
+			}
+			count := func() (ids, all int) {
+				t.Helper()
+				if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM session_revoked_ids), (SELECT count(*) FROM session_revoked_all)`).Scan(&ids, &all); err != nil {
+					t.Fatal(err)
+				}
+				return ids, all
+			}
+			if _, err := s.Cleanup(ctx, 10); err != nil {
+				t.Fatal(err)
+			}
+			if ids, all := count(); ids != 1 || all != 1 {
+				t.Fatalf("cleanup forgot live revocations: %d IDs, %d RevokeAll times", ids, all)
+			}
+			s.advance(time.Until(rec.Expires) + 25*time.Hour)
+			if _, err := s.Cleanup(ctx, 10); err != nil {
+				t.Fatal(err)
+			}
+			if ids, all := count(); ids != 0 || all != 0 {
+				t.Errorf("after a day past the session's end: %d IDs, %d RevokeAll times left", ids, all)
+			}
+		}},
 		{"the janitor cleans up on its own and Close stops it", func(t *testing.T, s *Store) {
 			j := newTestStore(t, pool, Options{CleanupInterval: 20 * time.Millisecond, CleanupBatch: 3})
 			j.clockOffset.Store(s.clockOffset.Load())
@@ -299,8 +340,8 @@ func TestMigrateIsExplicitAndRepeatable(t *testing.T) {
 	t.Cleanup(pool.Close)
 	s := newTestStore(t, pool, Options{})
 	// Before Migrate, requests fail with an error and create nothing.
-	if _, err := s.Create(ctx, sessiontest.NewKey("u"), session.Record{}, testPolicy); err == nil || errors.Is(err, session.ErrNotFound) {
-		t.Fatalf("Create before Migrate: err = %v, want a database error", err)
+	if _, err := s.Create(ctx, sessiontest.NewKey("u"), session.Record{}, testPolicy); err == nil || errors.Is(err, session.ErrNotFound) || !errors.Is(err, session.ErrRefused) {
+		t.Fatalf("Create before Migrate: err = %v, want PostgreSQL's refusal (ErrRefused)", err)
 	}
 	var tables int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE tablename LIKE 'session_%'`).Scan(&tables); err != nil || tables != 0 {
