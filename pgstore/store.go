@@ -58,7 +58,14 @@ const DefaultCleanupBatch = 1000
 // user, so they run one at a time per user; reads and value writes only lock
 // the session's row. A write finds its session with a condition that it is
 // still live and changes nothing otherwise, so no write brings back a
-// session that ended.
+// session that ended. Revoke remembers the public IDs it ended and RevokeAll
+// the time it ran, so that a restored record (session.Store.Create) cannot
+// outlive either; Cleanup forgets them once they can no longer matter.
+//
+// Errors: session.ErrNotFound (or a wrapper) for a session that does not
+// exist; an error wrapping session.ErrRefused when PostgreSQL answered with
+// an error (nothing was applied); any other error when it could not be
+// reached or did not answer within Options.Timeout.
 type Store struct {
 	pool *pgxpool.Pool
 	opts Options
