@@ -165,8 +165,8 @@ func (s *Store) Cleanup(ctx context.Context, batch int) (int, error) {
 }
 
 // errSessionExists: Create found the key taken by a live session. It is
-// the store's answer, so it wraps session.ErrRefused.
-var errSessionExists = fmt.Errorf("%w: create: a session with this token already exists", session.ErrRefused)
+// session.ErrSessionExists, and, being the store's answer, session.ErrRefused.
+var errSessionExists = fmt.Errorf("%w (%w)", session.ErrSessionExists, session.ErrRefused)
 
 // errRevoked: a restored record that a revocation ended (session.Store.Create).
 var errRevoked = fmt.Errorf("%w: revoked", session.ErrNotFound)
