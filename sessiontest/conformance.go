@@ -211,6 +211,56 @@ var storeTests = []struct {
 			e.t.Errorf("restored session: %+v", got)
 		}
 	}},
+	{"user IDs, values and client strings are kept byte for byte", func(e *env) {
+		odd := "a\x00b\xff\xfe{x}:*\n\r\u00e9"
+		for _, user := range []string{"", odd} {
+			k := NewKey(user)
+			vals := map[string]string{odd: odd, "empty": "", "nul": "\x00"}
+			rec, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "id\x00\xff", UserAgent: odd, IP: odd}, Values: vals}, e.p)
+			if err != nil {
+				e.t.Fatalf("Create for user %q: %v", user, err)
+			}
+			got, err := e.store.Load(e.ctx, k, session.Client{UserAgent: odd, IP: odd}, e.p)
+			if err != nil {
+				e.t.Fatalf("Load for user %q: %v", user, err)
+			}
+			if got.ID != rec.ID || got.UserID != user || got.UserAgent != odd || got.IP != odd || !maps.Equal(got.Values, vals) {
+				e.t.Errorf("user %q: loaded %q %q %q %q %q, want it as stored", user, got.ID, got.UserID, got.UserAgent, got.IP, got.Values)
+			}
+		}
+	}},
+	{"a remembered session keeps its mark and the idle timeout it was created with", func(e *env) {
+		long := e.p
+		long.IdleTimeout, long.Lifetime = 3*e.p.IdleTimeout, 3*e.p.Lifetime
+		k := NewKey("rem")
+		rec, err := e.store.Create(e.ctx, k, session.Record{Info: session.Info{ID: "remembered", Remembered: true}}, long)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !rec.Remembered || !e.load(k).Remembered {
+			e.t.Error("a remembered session lost its mark")
+		}
+		if list, err := e.store.List(e.ctx, "rem"); err != nil || len(list) != 1 || !list[0].Remembered {
+			e.t.Errorf("List = %+v, %v; want it marked Remembered", list, err)
+		}
+		// Idle for longer than the ordinary timeout, shorter than its own:
+		// every later call passes the ordinary policy, yet it lives.
+		e.wait(e.p.IdleTimeout + 2*e.unit)
+		if !e.load(k).Remembered {
+			e.t.Error("the remembered session lost its mark")
+		}
+		to := NewKey("rem")
+		out, err := e.store.Rotate(e.ctx, session.Rotation{From: k, To: to, Record: rec, Renew: true}, long)
+		if err != nil || !out.Remembered {
+			e.t.Fatalf("renewing a remembered session: %+v, %v; want it still marked", out, err)
+		}
+		e.wait(e.p.IdleTimeout + 2*e.unit)
+		if err := e.store.Update(e.ctx, to, session.Change{Set: map[string]string{"a": "1"}}, e.p); err != nil {
+			e.t.Fatalf("the renewed remembered session ended after an ordinary idle timeout: %v", err)
+		}
+		e.wait(long.IdleTimeout + 2*e.unit)
+		e.mustBeGone(to)
+	}},
 	{"an unknown or malformed key is not found", func(e *env) {
 		for _, k := range []session.Key{NewKey(""), NewKey("u1"), {Hash: ""}, {Hash: "../x"}, {Hash: "*"}, {UserID: "u", Hash: "a:b"}} {
 			if _, err := e.store.Load(e.ctx, k, session.Client{}, e.p); !errors.Is(err, session.ErrNotFound) {
