@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -33,8 +34,10 @@ func postgresIfInstalled(b *testing.B) string {
 		if os.Getenv("SESSION_REQUIRE_POSTGRES") != "" {
 			b.Fatalf("PostgreSQL binaries not found, and SESSION_REQUIRE_POSTGRES is set: %v", err)
 		}
-		b.Logf("PostgreSQL binaries not found (%v): %s left out; apt-get install postgresql to measure them",
-			err, strings.Join(pgLibs, ", "))
+		// To stderr: a benchmark with sub-benchmarks does not print its
+		// own log, and this must not go unseen.
+		fmt.Fprintf(os.Stderr, "%s: PostgreSQL binaries not found (%v): %s left out; apt-get install postgresql to measure them\n",
+			b.Name(), err, strings.Join(pgLibs, ", "))
 		return ""
 	}
 	return startPostgres(b)
