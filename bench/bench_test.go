@@ -27,19 +27,27 @@ var scenarios = []string{scNew, scRead, scWrite, scParallelRead, scUntouched, sc
 const parallelSessions = 1000
 
 // BenchmarkSession drives every library through its middleware, request
-// after request, with the cookies it set, on a private redis-server. Besides
-// time and allocations it reports, per request, the Redis round trips
-// (rt/op, counted by a go-redis hook), the commands Redis executed
-// (cmds/op, from INFO commandstats: commands inside scripts count), and the
-// CPU time used by this process (go-cpu-µs/op) and by redis-server
-// (redis-cpu-µs/op, from INFO cpu).
+// after request, with the cookies it set, on a private redis-server and,
+// for the PostgreSQL libraries, a private PostgreSQL (left out, with a
+// message, when PostgreSQL is not installed). Besides time and allocations
+// it reports, per request, the Redis round trips (rt/op, counted by a
+// go-redis hook), the commands Redis executed (cmds/op, from INFO
+// commandstats: commands inside scripts count), the PostgreSQL round trips
+// (pg-rt/op, counted on the wire: see PGCounter), and the CPU time used by
+// this process (go-cpu-µs/op) and by redis-server (redis-cpu-µs/op, from
+// INFO cpu).
 //
 //	go test -run '^$' -bench Session -benchtime 200ms -count 6 | benchstat -col /lib -
 func BenchmarkSession(b *testing.B) {
 	srv := redistest.Start(b)
 	stats := srv.Client(b)
-	names := append(append([]string{}, redisLibs...), memoryLibs...)
-	libs, counters := startLibs(b, srv.Addr, names)
+	names := append([]string{}, redisLibs...)
+	dsn := postgresIfInstalled(b)
+	if dsn != "" {
+		names = append(names, pgLibs...)
+	}
+	names = append(names, memoryLibs...)
+	libs, counters := startLibsOn(b, srv.Addr, dsn, names)
 	none := newNone()
 	for _, sc := range scenarios {
 		list := libs
@@ -51,7 +59,10 @@ func BenchmarkSession(b *testing.B) {
 				ctx := context.Background()
 				c := counters[l.name]
 				run := prepare(b, l, sc)
-				var rt0, cmd0 int64
+				var rt0, cmd0, pg0 int64
+				if l.pg != nil {
+					pg0 = l.pg.RoundTrips()
+				}
 				var redis0 time.Duration
 				if l.client != nil {
 					rt0 = c.RoundTrips()
@@ -70,6 +81,9 @@ func BenchmarkSession(b *testing.B) {
 				// other jobs share the machine.
 				if n > 0 {
 					b.ReportMetric(float64((processCPU()-proc0).Nanoseconds())/1e3/float64(n), "go-cpu-µs/op")
+				}
+				if l.pg != nil && n > 0 {
+					b.ReportMetric(float64(l.pg.RoundTrips()-pg0)/float64(n), "pg-rt/op")
 				}
 				if l.client != nil && n > 0 {
 					cmd1, err := commandStats(ctx, stats)

@@ -19,11 +19,23 @@
 //     commands, to show what Lua costs by itself
 //   - none: no middleware at all, for the untouched scenario
 //
+// and, on a private PostgreSQL (pgstore/pgtest) when PostgreSQL is
+// installed (BenchmarkSession leaves them out with a message otherwise, and
+// fails instead under SESSION_REQUIRE_POSTGRES):
+//
+//   - ours-pg: this library on a pgstore.Store; ours-pgcache: on a
+//     pgstore.CachedStore, Redis (the same redis-server) in front of it
+//   - scs-pg: scs v2 on its postgresstore over lib/pq, with IdleTimeout set
+//     as for scs-idle
+//
 // The tests check that every adapter really stores, reads, counts and signs
 // in, and pin each library's Redis round trips per request (ours as
-// DESIGN.md's table says). They need redis-server on PATH and skip without
-// it, unless SESSION_REQUIRE_REDIS is set. The benchmarks report time,
-// allocations, round trips (rt/op) and commands Redis ran (cmds/op);
+// DESIGN.md's table says) and the PostgreSQL libraries' PostgreSQL round
+// trips. They need redis-server on PATH and skip without it, unless
+// SESSION_REQUIRE_REDIS is set; the PostgreSQL ones skip without
+// PostgreSQL unless SESSION_REQUIRE_POSTGRES is set. The benchmarks report
+// time, allocations, round trips (rt/op to Redis, pg-rt/op to PostgreSQL)
+// and commands Redis ran (cmds/op);
 // BenchmarkLoad is the end-to-end load test, BenchmarkRedisMemory the memory
 // per session, BenchmarkUntouchedOverhead the middleware's cost when the
 // handler never loads the session. run.sh runs them all and prints

@@ -55,7 +55,8 @@ type lib struct {
 	name       string
 	cookieName string
 	handler    http.Handler  // the scenario handler inside the library's middleware
-	client     *redis.Client // nil for the memory stores and for none
+	client     *redis.Client // nil for the memory stores, ours-pg, scs-pg and none
+	pg         *PGCounter    // the PostgreSQL round trips of the PostgreSQL libraries; nil for the others
 	close      func()
 }
 
@@ -472,9 +473,16 @@ func (noneAPI) incr(http.ResponseWriter, *http.Request) (int64, error) { return 
 func (noneAPI) login(http.ResponseWriter, *http.Request, string) error { return errNone }
 
 // newLib builds the library called name; addr is a redis-server for the
-// Redis-backed ones.
-func newLib(name, addr string, c *Counter) (*lib, error) {
+// Redis-backed ones, dsn a PostgreSQL prepared by preparePostgres for the
+// PostgreSQL ones, whose round trips go to pc.
+func newLib(name, addr, dsn string, c *Counter, pc *PGCounter) (*lib, error) {
 	switch name {
+	case "ours-pg":
+		return newOursPG(name, dsn, "", c, pc)
+	case "ours-pgcache":
+		return newOursPG(name, dsn, addr, c, pc)
+	case "scs-pg":
+		return newSCSPG(dsn, pc)
 	case "ours":
 		return newOursRedis(addr, c)
 	case "scs-idle":

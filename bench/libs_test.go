@@ -14,11 +14,19 @@ import (
 // own round-trip counter, closed when the test ends.
 func startLibs(t testing.TB, addr string, names []string) ([]*lib, map[string]*Counter) {
 	t.Helper()
+	return startLibsOn(t, addr, "", names)
+}
+
+// startLibsOn is startLibs with a PostgreSQL at dsn (see startPostgres) for
+// the PostgreSQL libraries; each counts its PostgreSQL round trips in its
+// lib's pg.
+func startLibsOn(t testing.TB, addr, dsn string, names []string) ([]*lib, map[string]*Counter) {
+	t.Helper()
 	libs := make([]*lib, 0, len(names))
 	counters := map[string]*Counter{}
 	for _, name := range names {
 		c := &Counter{}
-		l, err := newLib(name, addr, c)
+		l, err := newLib(name, addr, dsn, c, &PGCounter{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark of the bench module and prints benchstat tables and
 # the issue-7 targets. Each run starts its own redis-server on loopback
-# (redis-server must be on PATH). The runs are interleaved (COUNT separate
+# (redis-server must be on PATH) and, when PostgreSQL is installed, its own
+# PostgreSQL for ours-pg, ours-pgcache and scs-pg. The runs are interleaved (COUNT separate
 # processes, each running every library in turn) so that the machine's noise
 # falls on all libraries alike; compare within one run only.
 #

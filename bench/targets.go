@@ -149,10 +149,11 @@ func format(v float64) string {
 }
 
 // summaryLibs orders the libraries as the summary tables show them.
-var summaryLibs = []string{"ours", "scs-idle", "gorilla", "raw", "raw-lua", "ours-mem", "scs-mem", "none"}
+var summaryLibs = []string{"ours", "scs-idle", "gorilla", "raw", "raw-lua", "ours-pgcache", "ours-pg", "scs-pg", "ours-mem", "scs-mem", "none"}
 
 // WriteSummary prints markdown tables of the medians in r: per request
-// (time, allocations, Redis round trips and commands) by scenario and
+// (time, allocations, Redis round trips and commands, PostgreSQL round
+// trips) by scenario and
 // library, end to end (requests/s, p50, p99), and Redis memory per session.
 func WriteSummary(w io.Writer, r Results) {
 	table := func(title, prefix string, rows []string, unit string, scale float64, suffix string) {
@@ -185,6 +186,7 @@ func WriteSummary(w io.Writer, r Results) {
 	table("Time per request (median µs/op; login is two requests)", "Session/", scenarios, "ns/op", 1e-3, "")
 	table("Allocations per request (allocs/op)", "Session/", scenarios, "allocs/op", 1, "")
 	table("Redis round trips per request (go-redis hook)", "Session/", scenarios, "rt/op", 1, "")
+	table("PostgreSQL round trips per request (counted on the wire)", "Session/", scenarios, "pg-rt/op", 1, "")
 	table("Redis commands executed per request (INFO commandstats, commands inside scripts included)", "Session/", scenarios, "cmds/op", 1, "")
 	table("CPU per request in the Go process (µs; steadier than time on a shared machine)", "Session/", scenarios, "go-cpu-µs/op", 1, "")
 	table("CPU per request in redis-server (µs)", "Session/", scenarios, "redis-cpu-µs/op", 1, "")

@@ -47,6 +47,15 @@ type Server struct {
 	running bool
 }
 
+// Available reports whether the PostgreSQL binaries are installed: nil if
+// Start can find them, else why not. It lets a benchmark that measures
+// PostgreSQL beside other things leave PostgreSQL out instead of skipping
+// everything.
+func Available() error {
+	_, err := findBinaries()
+	return err
+}
+
 // Start starts a private PostgreSQL server and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
