@@ -1,7 +1,8 @@
 // Package pgtest starts a private PostgreSQL server for tests: initdb into a
 // temporary directory, postgres on a free loopback port with its unix socket
 // in that directory, fsync off, stopped when the test ends. It never touches
-// a server that was already running.
+// a server that was already running. Launch does the same for a program
+// (the demo's -embedded flag), which then calls Close.
 //
 // PostgreSQL refuses to run as root, so when the test runs as root (as CI
 // does) the server runs as an unprivileged user: the "postgres" system user
@@ -40,6 +41,7 @@ type Server struct {
 	Port int
 
 	bin  string // directory of the binaries
+	dir  string // temporary directory: the data directory, the socket, the log
 	data string // data directory
 	cred *syscall.Credential
 
@@ -66,31 +68,55 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("PostgreSQL binaries not found (%v); install them (apt-get install postgresql) to run the PostgreSQL tests", err)
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	s, err := launch(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Server{bin: bin, data: filepath.Join(dir, "data")}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Launch starts a private PostgreSQL server as Start does, for a program
+// rather than a test (the demo's -embedded flag): the caller must call
+// Close. It fails when the binaries are missing.
+func Launch() (*Server, error) {
+	bin, err := findBinaries()
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL binaries not found (%w); install them (apt-get install postgresql)", err)
+	}
+	return launch(bin)
+}
+
+func launch(bin string) (_ *Server, err error) {
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data")}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
 	if os.Geteuid() == 0 {
 		cred, err := unprivileged()
 		if err != nil {
-			t.Fatalf("running as root and no unprivileged user to run PostgreSQL as: %v", err)
+			return nil, fmt.Errorf("running as root and no unprivileged user to run PostgreSQL as: %w", err)
 		}
 		s.cred = cred
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	out, err := s.run("initdb", "-D", s.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	if err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
+		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		s.Port = port
 		if lastErr = s.start(); lastErr == nil {
@@ -98,11 +124,16 @@ func Start(t testing.TB) *Server {
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("starting postgres: %v", lastErr)
+		return nil, fmt.Errorf("starting postgres: %w", lastErr)
 	}
-	t.Cleanup(s.Stop)
 	s.DSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.Port)
-	return s
+	return s, nil
+}
+
+// Close stops the server and removes its data directory.
+func (s *Server) Close() {
+	s.Stop()
+	os.RemoveAll(s.dir)
 }
 
 // Stop stops the server (fast shutdown) and waits for it to exit. Stopping

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -7,13 +7,15 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/sessionkit/session"
+
+	"github.com/sessionkit/session/example/demo/demotest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -23,13 +25,13 @@ func TestEachStoreChoiceOpens(t *testing.T) {
 	mr := miniredis.RunT(t)
 	tests := []struct {
 		name string
-		cfg  config
+		cfg  Config
 		want string
 	}{
-		{"no configuration runs an embedded Redis", config{store: "redis"}, "Redis (embedded miniredis)"},
-		{"REDIS_URL uses that server", config{store: "redis", redisURL: "redis://" + mr.Addr() + "/0"}, "Redis at " + mr.Addr()},
-		{"-fallback puts a FallbackStore in front", config{store: "redis", fallback: true}, "Redis (embedded miniredis) behind a FallbackStore"},
-		{"-store=memory uses a MemoryStore", config{store: "memory"}, "MemoryStore"},
+		{"no configuration runs an embedded Redis", Config{Store: "redis"}, "Redis (embedded miniredis)"},
+		{"REDIS_URL uses that server", Config{Store: "redis", RedisURL: "redis://" + mr.Addr() + "/0"}, "Redis at " + mr.Addr()},
+		{"-fallback puts a FallbackStore in front", Config{Store: "redis", Fallback: true}, "Redis (embedded miniredis) behind a FallbackStore"},
+		{"-store=memory uses a MemoryStore", Config{Store: "memory"}, "MemoryStore"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,12 +39,12 @@ func TestEachStoreChoiceOpens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer st.close()
-			if st.name != tt.want {
-				t.Errorf("store %q, want %q", st.name, tt.want)
+			defer st.Close()
+			if st.Name != tt.want {
+				t.Errorf("store %q, want %q", st.Name, tt.want)
 			}
-			if (st.healthy != nil) != tt.cfg.fallback {
-				t.Errorf("health check present: %v, want %v", st.healthy != nil, tt.cfg.fallback)
+			if (st.Healthy != nil) != tt.cfg.Fallback {
+				t.Errorf("health check present: %v, want %v", st.Healthy != nil, tt.cfg.Fallback)
 			}
 		})
 	}
@@ -52,20 +54,20 @@ func TestBadStoreChoicesAreExplained(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		cfg  config
+		cfg  Config
 		want string
 	}{
-		{"an unknown store", config{store: "postgres"}, "want redis or memory"},
-		{"fallback without Redis", config{store: "memory", fallback: true}, "does not go with -store=memory"},
-		{"a REDIS_URL that does not parse", config{store: "redis", redisURL: "http://nope"}, "REDIS_URL"},
-		{"a Redis that does not answer", config{store: "redis", redisURL: "redis://127.0.0.1:1/0"}, "unset REDIS_URL"},
+		{"an unknown store", Config{Store: "postgres"}, "want redis or memory"},
+		{"fallback without Redis", Config{Store: "memory", Fallback: true}, "does not go with -store=memory"},
+		{"a REDIS_URL that does not parse", Config{Store: "redis", RedisURL: "http://nope"}, "REDIS_URL"},
+		{"a Redis that does not answer", Config{Store: "redis", RedisURL: "redis://127.0.0.1:1/0"}, "unset REDIS_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			st, err := openStore(context.Background(), tt.cfg, quiet)
 			if err == nil {
-				st.close()
+				st.Close()
 				t.Fatal("no error")
 			}
 			if !strings.Contains(err.Error(), tt.want) {
@@ -91,64 +93,16 @@ func TestTheSecretComesFromTheEnvironmentOrIsMadeUpLoudly(t *testing.T) {
 	}
 }
 
-// lockedBuilder collects what run prints while the test reads it.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startRun runs the demo with cfg on a free loopback port and returns the
-// URL it prints, what it prints, and a func that stops it and returns run's
-// result.
-func startRun(t *testing.T, cfg config) (base string, out *lockedBuilder, stop func() error) {
+// startRun runs the demo with cfg on a free loopback port; see demotest.Serve.
+func startRun(t *testing.T, cfg Config) (base string, printed func() string, stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cfg.addr, cfg.secret = "127.0.0.1:0", strings.Repeat("k", 32)
-	out = new(lockedBuilder)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, out, quiet) }()
-	stop = func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("run did not stop within 10s")
-			return nil
-		}
-	}
-
-	url := regexp.MustCompile(`open (http://localhost:\d+)`)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if m := url.FindStringSubmatch(out.String()); m != nil {
-			return m[1], out, stop
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before serving: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("no URL printed: %q", out.String())
-	return "", nil, nil
+	cfg.Addr, cfg.Secret = "127.0.0.1:0", strings.Repeat("k", 32)
+	return demotest.Serve(t, func(ctx context.Context, out io.Writer) error { return Run(ctx, cfg, out, quiet) })
 }
 
 func TestRunServesOnLocalhostAndStopsWhenAsked(t *testing.T) {
 	t.Parallel()
-	base, out, stop := startRun(t, config{store: "redis"})
+	base, out, stop := startRun(t, Config{Store: "redis"})
 	res, err := http.Get(base + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -161,15 +115,15 @@ func TestRunServesOnLocalhostAndStopsWhenAsked(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Errorf("run after cancel: %v", err)
 	}
-	if !strings.Contains(out.String(), "stopped") {
-		t.Errorf("run did not say it stopped: %q", out.String())
+	if !strings.Contains(out(), "stopped") {
+		t.Errorf("run did not say it stopped: %q", out())
 	}
 }
 
 func TestTheOutageButtonShowsTheFallbackStoreAtWork(t *testing.T) {
 	t.Parallel()
 	// Insecure: Go's cookie jar sends no Secure cookie over http://localhost.
-	base, _, stop := startRun(t, config{store: "redis", fallback: true, insecure: true})
+	base, _, stop := startRun(t, Config{Store: "redis", Fallback: true, Insecure: true})
 	defer stop()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 5 * time.Second}
@@ -216,7 +170,7 @@ func TestTheOutageButtonShowsTheFallbackStoreAtWork(t *testing.T) {
 
 func TestTheOutageButtonIsOnlyThereWithAFallbackStoreOnTheEmbeddedRedis(t *testing.T) {
 	t.Parallel()
-	base, _, stop := startRun(t, config{store: "redis"})
+	base, _, stop := startRun(t, Config{Store: "redis"})
 	defer stop()
 	res, err := http.PostForm(base+"/demo/redis", url.Values{"redis": {"stop"}})
 	if err != nil {
@@ -225,5 +179,27 @@ func TestTheOutageButtonIsOnlyThereWithAFallbackStoreOnTheEmbeddedRedis(t *testi
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotFound {
 		t.Errorf("POST /demo/redis without -fallback: %d, want 404", res.StatusCode)
+	}
+}
+
+func TestAStoreACommandAddsIsOfferedByName(t *testing.T) {
+	t.Parallel()
+	opened := false
+	stores := map[string]StoreOpener{"custom": func(context.Context, Config, *slog.Logger) (*Store, error) {
+		opened = true
+		s := session.NewMemoryStore()
+		return &Store{Store: s, Name: "a custom store", Close: func() { s.Close() }}, nil
+	}}
+	st, err := openStore(context.Background(), Config{Store: "custom", Stores: stores}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if !opened || st.Name != "a custom store" {
+		t.Errorf("opened %v, store %q", opened, st.Name)
+	}
+	_, err = openStore(context.Background(), Config{Store: "nope", Stores: stores}, quiet)
+	if err == nil || !strings.Contains(err.Error(), "want redis, memory or custom") {
+		t.Errorf("an unknown store with one added: %v", err)
 	}
 }

@@ -1,17 +1,16 @@
-package main
+package demo
 
 import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/sessionkit/session"
+	"github.com/sessionkit/session/example/demo/demotest"
 )
 
 func newTestServer(t *testing.T) *httptest.Server {
@@ -31,119 +30,18 @@ func newTestServer(t *testing.T) *httptest.Server {
 	return srv
 }
 
-// browser is a client with its own cookie jar and user agent.
-type browser struct {
-	t   *testing.T
-	srv *httptest.Server
-	c   *http.Client
-	ua  string
-}
-
-func newBrowser(t *testing.T, srv *httptest.Server, ua string) *browser {
-	jar, _ := cookiejar.New(nil)
-	c := *srv.Client() // a copy: srv.Client returns one shared client
-	c.Jar = jar
-	return &browser{t: t, srv: srv, c: &c, ua: ua}
-}
-
-func (b *browser) do(method, path string, form url.Values) string {
-	b.t.Helper()
-	req, _ := http.NewRequest(method, b.srv.URL+path, strings.NewReader(form.Encode()))
-	req.Header.Set("User-Agent", b.ua)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+// newClient returns a client of srv's with a jar of its own to come.
+func newClient(srv *httptest.Server) func() *http.Client {
+	return func() *http.Client {
+		c := *srv.Client() // a copy: srv.Client returns one shared client
+		return &c
 	}
-	res, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		b.t.Fatalf("%s %s: status %d: %s", method, path, res.StatusCode, body)
-	}
-	return string(body)
-}
-
-func find(t *testing.T, body, pattern string) string {
-	t.Helper()
-	m := regexp.MustCompile(pattern).FindStringSubmatch(body)
-	if m == nil {
-		t.Fatalf("no %s in:\n%s", pattern, body)
-	}
-	return m[1]
 }
 
 func TestTheDemoFlow(t *testing.T) {
 	t.Parallel()
 	srv := newTestServer(t)
-	phone := newBrowser(t, srv, "demo-phone")
-	laptop := newBrowser(t, srv, "demo-laptop")
-
-	if v := find(t, phone.do("GET", "/", nil), `id="visits">(\d+)<`); v != "1" {
-		t.Errorf("first visit counter %s, want 1", v)
-	}
-	if v := find(t, phone.do("GET", "/", nil), `id="visits">(\d+)<`); v != "2" {
-		t.Errorf("second visit counter %s, want 2", v)
-	}
-	home := phone.do("POST", "/cart", url.Values{"item": {"apples"}})
-	if !strings.Contains(home, "<li>apples</li>") {
-		t.Errorf("cart lacks apples:\n%s", home)
-	}
-	anonID := find(t, home, `id="session-id">([^<]+)<`)
-
-	wrong := phone.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"nope"}})
-	if !strings.Contains(wrong, "the password demo") {
-		t.Errorf("a wrong password gave no hint")
-	}
-	account := phone.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}})
-	if id, before := find(t, account, `id="session-id">([^<]+)<`), find(t, account, `id="id-before">([^<]+)<`); id == anonID || before != anonID {
-		t.Errorf("account page: ID %s, before %s; anonymous ID was %s", id, before, anonID)
-	}
-	if !strings.Contains(phone.do("GET", "/", nil), "<li>apples</li>") {
-		t.Error("the cart did not survive sign-in")
-	}
-	laptop.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}})
-
-	// Revoke ends one device, and only that one.
-	tablet := newBrowser(t, srv, "demo-tablet")
-	tabletID := find(t, tablet.do("POST", "/login", url.Values{"user": {"sam"}, "password": {"demo"}}), `id="session-id">([^<]+)<`)
-	if got := laptop.do("POST", "/devices/revoke", url.Values{"id": {tabletID}}); !strings.Contains(got, "Device signed out.") || strings.Contains(got, "demo-tablet") {
-		t.Errorf("revoking the tablet:\n%s", got)
-	}
-	if page := tablet.do("GET", "/account", nil); !strings.Contains(page, "Sign in first") {
-		t.Error("the tablet is still signed in after it was revoked")
-	}
-	if got := laptop.do("POST", "/devices/revoke", url.Values{"id": {find(t, laptop.do("GET", "/account", nil), `id="session-id">([^<]+)<`)}}); !strings.Contains(got, "To end this session, sign out.") {
-		t.Errorf("revoking this very session:\n%s", got)
-	}
-
-	devices := laptop.do("GET", "/devices", nil)
-	if !strings.Contains(devices, "demo-phone") || !strings.Contains(devices, "demo-laptop") || strings.Count(devices, "this device") != 1 {
-		t.Errorf("devices page lacks a device:\n%s", devices)
-	}
-	after := laptop.do("POST", "/devices/logout-others", nil)
-	if !strings.Contains(after, "Signed out 1 other device.") {
-		t.Errorf("logout-others said:\n%s", after)
-	}
-	if page := phone.do("GET", "/account", nil); !strings.Contains(page, "Sign in first") {
-		t.Error("the phone is still signed in after 'log out other devices'")
-	}
-	if out := laptop.do("POST", "/logout", nil); !strings.Contains(out, `id="signed-out"`) || strings.Contains(out, "Sign out</button>") {
-		t.Error("sign out did not sign out")
-	}
-	if n := len(laptop.c.Jar.Cookies(mustParse(t, srv.URL))); n != 0 {
-		t.Errorf("after sign out the browser holds %d cookies, want none", n)
-	}
-}
-
-func mustParse(t *testing.T, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
+	demotest.Flow(t, srv.URL, newClient(srv))
 }
 
 func TestCrossSiteFormsAreRefused(t *testing.T) {
@@ -255,11 +153,11 @@ func TestABrowserThatDropsTheSecureCookieIsToldWhy(t *testing.T) {
 func TestRememberMeShowsOnTheDevicesPage(t *testing.T) {
 	t.Parallel()
 	srv := newTestServer(t)
-	remembered := newBrowser(t, srv, "demo-remembered")
-	ordinary := newBrowser(t, srv, "demo-ordinary")
-	remembered.do("POST", "/login", url.Values{"user": {"rae"}, "password": {"demo"}, "remember": {"1"}})
-	ordinary.do("POST", "/login", url.Values{"user": {"rae"}, "password": {"demo"}})
-	page := ordinary.do("GET", "/devices", nil)
+	remembered := demotest.NewBrowser(t, srv.URL, newClient(srv)(), "demo-remembered")
+	ordinary := demotest.NewBrowser(t, srv.URL, newClient(srv)(), "demo-ordinary")
+	remembered.Do("POST", "/login", url.Values{"user": {"rae"}, "password": {"demo"}, "remember": {"1"}})
+	ordinary.Do("POST", "/login", url.Values{"user": {"rae"}, "password": {"demo"}})
+	page := ordinary.Do("GET", "/devices", nil)
 	if n := strings.Count(page, `<span class="badge">remembered</span>`); n != 1 {
 		t.Errorf("%d sessions marked remembered, want 1:\n%s", n, page)
 	}
