@@ -33,11 +33,12 @@ type invalidator struct {
 	onChange func(keys []string)
 
 	mu        sync.Mutex
-	epoch     uint64      // the current or last epoch; 0 before the first
-	up        bool        // the current epoch is live
-	downSince time.Time   // when the last epoch ended
-	trk       *redis.Conn // the tracking connection; one connection, so that what it tracks stays tracked
-	trkMu     sync.Mutex  // a redis.Conn takes one command (or pipeline) at a time
+	epoch     uint64        // the current or last epoch; 0 before the first
+	up        bool          // the current epoch is live
+	liveEpoch atomic.Uint64 // epoch while up, 0 while down: for readers that must not wait on mu
+	downSince time.Time     // when the last epoch ended
+	trk       *redis.Conn   // the tracking connection; one connection, so that what it tracks stays tracked
+	trkMu     sync.Mutex    // a redis.Conn takes one command (or pipeline) at a time
 	sub       *redis.PubSub
 	pongs     map[string]chan struct{} // barrier tokens awaiting their pong
 	token     atomic.Uint64
@@ -109,6 +110,7 @@ func (inv *invalidator) endEpoch() {
 	if inv.up {
 		inv.up, inv.downSince = false, time.Now()
 	}
+	inv.liveEpoch.Store(0)
 	inv.trk, inv.sub = nil, nil
 	for token, ch := range inv.pongs {
 		close(ch)
@@ -178,7 +180,10 @@ func (inv *invalidator) session() error {
 			}
 		}
 		trkConnects.Add(1)
-		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load()).Err()
+		// NOLOOP: a write sent on this connection (tryTrack) is not
+		// reported back; its caller reads the key again on the same
+		// connection, which tracks it anew.
+		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load(), "NOLOOP").Err()
 	}
 	trkClient := redis.NewClient(&trkOpts)
 	defer trkClient.Close()
@@ -198,6 +203,7 @@ func (inv *invalidator) session() error {
 	inv.mu.Lock()
 	inv.epoch++
 	inv.up = true
+	inv.liveEpoch.Store(inv.epoch)
 	inv.trk, inv.sub = trk, sub
 	inv.mu.Unlock()
 	inv.report(nil) // whatever was trusted under an earlier epoch may have changed since
@@ -325,15 +331,48 @@ func (inv *invalidator) barrier(ctx context.Context, epoch uint64) error {
 // comes after it was called reaches onChange after it returned; it must
 // not call the invalidator.
 func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
-	inv.mu.Lock()
-	epoch, up, trk := inv.epoch, inv.up, inv.trk
-	inv.mu.Unlock()
-	if !up || trk == nil {
-		return errEpochEnded
+	epoch, trk, err := inv.live()
+	if err != nil {
+		return err
 	}
 	if err := inv.barrier(ctx, epoch); err != nil {
 		return err
 	}
+	return inv.tracked(ctx, epoch, trk, false, reads, commit)
+}
+
+// errTrackerBusy: tryTrack found the tracking connection in use.
+var errTrackerBusy = errors.New("session: tracking connection busy")
+
+// tryTrack is track without the barrier, run only if the tracking
+// connection is free at once (errTrackerBusy otherwise), so that a request
+// never queues behind another on the one connection. Without the barrier,
+// a report of a change made before the reads may land in their window and
+// count as reported: a key is then not kept that could have been, never
+// the other way round. reads may write: with NOLOOP, writes on this
+// connection are not reported back, and untrack what they write, so they
+// must be followed by a read of every key they wrote that commit relies on.
+// A reply that is an error (a refused script) still reaches commit.
+func (inv *invalidator) tryTrack(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+	epoch, trk, err := inv.live()
+	if err != nil {
+		return err
+	}
+	return inv.tracked(ctx, epoch, trk, true, reads, commit)
+}
+
+// live returns the current epoch and its tracking connection, or
+// errEpochEnded while there is none.
+func (inv *invalidator) live() (uint64, *redis.Conn, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !inv.up || inv.trk == nil {
+		return 0, nil, errEpochEnded
+	}
+	return inv.epoch, inv.trk, nil
+}
+
+func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *redis.Conn, try bool, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
 	w := &trackWindow{keys: map[string]bool{}}
 	inv.mu.Lock()
 	inv.windows[w] = struct{}{}
@@ -343,13 +382,20 @@ func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), 
 		delete(inv.windows, w)
 		inv.mu.Unlock()
 	}()
-	inv.trkMu.Lock()
+	if try {
+		if !inv.trkMu.TryLock() {
+			return errTrackerBusy
+		}
+	} else {
+		inv.trkMu.Lock()
+	}
 	cmds, err := trk.Pipelined(ctx, func(p redis.Pipeliner) error {
 		reads(p)
 		return nil
 	})
 	inv.trkMu.Unlock()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	var reply redis.Error
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
 		return err
 	}
 	inv.mu.Lock()
