@@ -1,0 +1,282 @@
+package session
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LocalCacheOptions configures RedisStore's local read cache
+// (RedisOptions.LocalCache). The zero value turns the cache off.
+//
+// With the cache on, a Load of a session this process read or wrote a
+// moment ago costs no round trip to Redis. Redis itself says when a cached
+// session stops being current: the store keeps CLIENT TRACKING (Redis 6 or
+// later) on a connection of its own, redirected to a Pub/Sub connection it
+// watches, the mechanism FallbackStore's local copies use. An entry is
+// served only while all of this holds:
+//   - it was read under the current invalidation epoch: losing either
+//     connection, a heartbeat gone unanswered (about three seconds at
+//     most), a FLUSHALL or a Sentinel failover (which kills the old
+//     primary's clients) ends the epoch, and nothing read under an earlier
+//     one is served again;
+//   - Redis has reported no change to the session's hash or to its user's
+//     generation since the entry was read: any write by any instance
+//     (Update, Incr, a touch, Logout, Revoke, RevokeAll, LogoutOthers, an
+//     expiry, an eviction) drops it as soon as the report arrives;
+//   - it is younger than its window: the read found the session's last-seen
+//     time age old and its key's TTL ttl, and the entry is served until
+//     TouchInterval - age or ttl has passed, whichever is first, counted
+//     from before the read was sent.
+//
+// So the sliding idle expiry stays correct to within TouchInterval: a
+// cached read never outlives the key it stands for (ttl bounds it), and
+// the first read after the window goes to Redis, which slides the TTL and
+// writes the last-seen time, as a read without the cache would. Reads
+// served from the cache do not slide the TTL, so a session expires in Redis
+// IdleTimeout after the last read that reached Redis, which is at most
+// TouchInterval before the last read its user made: it may end up to
+// TouchInterval earlier than IdleTimeout after its last use, never later.
+// The last-seen time on the devices list is as precise as TouchInterval,
+// as without the cache.
+//
+// A write through this store (Update, Incr, Rotate, Delete, Revoke,
+// RevokeAll, a Create that caps the user's sessions) updates or drops the
+// entries it affects before it returns, so this process reads its own
+// writes. The cache works on a single node and on Sentinel
+// (*redis.Client); NewRedisStore refuses it on any other client, Cluster
+// included, with ErrInvalidOptions, since each cluster node tracks only its
+// own keys.
+type LocalCacheOptions struct {
+	// Size is how many sessions the cache keeps, least recently used out
+	// first. Default 0: no cache.
+	Size int
+}
+
+// redisCache is RedisStore's local read cache (see LocalCacheOptions). It
+// is safe for concurrent use.
+type redisCache struct {
+	s   *RedisStore
+	inv *invalidator
+	max int
+
+	mu     sync.Mutex
+	m      map[Key]*list.Element
+	byUser map[string]map[Key]struct{}
+	lru    list.List // of *cacheEntry, most recent first
+	// writes counts the writes of this store that ran outside the tracking
+	// connection; an entry read while one was on its way is not kept, as
+	// the report of its change may come after the entry.
+	writes uint64
+
+	reportHook atomic.Pointer[func(names []string)] // tests: after a report is applied
+}
+
+type cacheEntry struct {
+	key   Key
+	rec   Record
+	epoch uint64    // the invalidation epoch it was read under
+	until time.Time // served while now is before it
+}
+
+func newRedisCache(s *RedisStore, c *redis.Client, size int) *redisCache {
+	rc := &redisCache{s: s, max: size, m: map[Key]*list.Element{}, byUser: map[string]map[Key]struct{}{}}
+	rc.inv = newInvalidator(*c.Options(), rc.changed)
+	return rc
+}
+
+func (c *redisCache) Close() error {
+	if c == nil {
+		return nil
+	}
+	return c.inv.Close()
+}
+
+// get returns k's entry if it may be served now.
+func (c *redisCache) get(k Key, now time.Time) (Record, bool) {
+	epoch := c.inv.liveEpoch.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok {
+		return Record{}, false
+	}
+	ent := e.Value.(*cacheEntry)
+	if epoch == 0 || ent.epoch != epoch || !now.Before(ent.until) {
+		c.removeLocked(e)
+		return Record{}, false
+	}
+	c.lru.MoveToFront(e)
+	return copyRecord(ent.rec), true
+}
+
+func (c *redisCache) putLocked(ent *cacheEntry) {
+	if e, ok := c.m[ent.key]; ok {
+		c.removeLocked(e)
+	}
+	c.m[ent.key] = c.lru.PushFront(ent)
+	if ent.key.UserID != "" {
+		u := c.byUser[ent.key.UserID]
+		if u == nil {
+			u = map[Key]struct{}{}
+			c.byUser[ent.key.UserID] = u
+		}
+		u[ent.key] = struct{}{}
+	}
+	for c.lru.Len() > c.max {
+		c.removeLocked(c.lru.Back())
+	}
+}
+
+func (c *redisCache) removeLocked(e *list.Element) {
+	ent := c.lru.Remove(e).(*cacheEntry)
+	delete(c.m, ent.key)
+	if u := c.byUser[ent.key.UserID]; u != nil {
+		delete(u, ent.key)
+		if len(u) == 0 {
+			delete(c.byUser, ent.key.UserID)
+		}
+	}
+}
+
+// dropLocked drops k's entry, or with an empty k.Hash every entry of
+// k.UserID's.
+func (c *redisCache) dropLocked(k Key) {
+	if k.Hash != "" {
+		if e, ok := c.m[k]; ok {
+			c.removeLocked(e)
+		}
+		return
+	}
+	for uk := range c.byUser[k.UserID] {
+		c.removeLocked(c.m[uk])
+	}
+}
+
+// changed hears the invalidator: names are the keys Redis reported
+// changed, nil for all of them.
+func (c *redisCache) changed(names []string) {
+	c.mu.Lock()
+	if names == nil {
+		c.m = map[Key]*list.Element{}
+		c.byUser = map[string]map[Key]struct{}{}
+		c.lru.Init()
+	}
+	for _, name := range names {
+		if k, ok := c.s.keyOf(name); ok {
+			c.dropLocked(k)
+		}
+	}
+	c.mu.Unlock()
+	if f := c.reportHook.Load(); f != nil {
+		(*f)(names)
+	}
+}
+
+// wrote drops what a write of this store outside the tracking connection
+// may have changed (k, or with an empty k.Hash all of k.UserID's
+// sessions), once the write is done. Safe on a nil cache.
+func (c *redisCache) wrote(keys ...Key) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	for _, k := range keys {
+		c.dropLocked(k)
+	}
+}
+
+// runSession runs a per-session script (load, update, incr: each writes
+// only the session's own hash) on the tracking connection, followed in the
+// same pipeline by reads of the session as it then is, which keep it in
+// the cache: one round trip, as run's. If the tracking connection is busy
+// or down, it runs the script as run does and drops the entry.
+func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{script.EvalSha, script.Eval} {
+		cmd, err := c.throughTracker(ctx, k, p, eval, keys, args)
+		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			continue // not run: try again with the script's body
+		}
+		if err == nil {
+			if cmd.Err() != nil {
+				cmd.SetErr(refusal(cmd.Err()))
+			}
+			return cmd
+		}
+		if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && script != scriptLoad {
+			// The write may or may not have run: as with any lost reply.
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(err)
+			return cmd
+		}
+		break
+	}
+	cmd := c.s.run(ctx, script, keys, args...)
+	if script != scriptLoad {
+		// A load writes nothing a reader relies on: its touch and its
+		// sliding are reported as any other change.
+		c.wrote(k)
+	}
+	return cmd
+}
+
+// throughTracker sends eval and the reads that cache k in one pipeline on
+// the tracking connection, and caches what they read if nothing that could
+// have changed it was reported or written meanwhile.
+func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
+	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, keys []string, args []any) (*redis.Cmd, error) {
+	c.mu.Lock()
+	writes := c.writes
+	c.mu.Unlock()
+	sent := time.Now()
+	var (
+		cmd  *redis.Cmd
+		hash *redis.MapStringStringCmd
+		gen  *redis.StringCmd
+		pttl *redis.DurationCmd
+		now  *redis.TimeCmd
+	)
+	err := c.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
+		cmd = eval(ctx, pipe, keys, args...)
+		hash = pipe.HGetAll(ctx, keys[0])
+		if len(keys) > 1 {
+			gen = pipe.Get(ctx, keys[1])
+		}
+		pttl = pipe.PTTL(ctx, keys[0])
+		now = pipe.Time(ctx)
+	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.dropLocked(k)
+		if c.writes != writes || reported(keys[0]) || (gen != nil && reported(keys[1])) {
+			return
+		}
+		rec, ok := liveRecord(k, hash, gen)
+		if !ok || pttl.Err() != nil || now.Err() != nil {
+			return
+		}
+		window := min(p.TouchInterval-now.Val().Sub(rec.LastSeen), pttl.Val())
+		if window <= 0 {
+			return
+		}
+		c.putLocked(&cacheEntry{key: k, rec: rec, epoch: epoch, until: sent.Add(window)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// errCacheNeedsClient: the local cache was asked for on a client it cannot
+// track through.
+func errCacheNeedsClient(c redis.UniversalClient) error {
+	return fmt.Errorf("%w: RedisOptions.LocalCache needs a single-node or Sentinel client (*redis.Client), not a %T: on Cluster each node tracks only its own keys, which the cache does not follow", ErrInvalidOptions, c)
+}
