@@ -349,10 +349,12 @@ var errTrackerBusy = errors.New("session: tracking connection busy")
 // never queues behind another on the one connection. Without the barrier,
 // a report of a change made before the reads may land in their window and
 // count as reported: a key is then not kept that could have been, never
-// the other way round. reads may write: with NOLOOP, writes on this
-// connection are not reported back, and untrack what they write, so they
-// must be followed by a read of every key they wrote that commit relies on.
-// A reply that is an error (a refused script) still reaches commit.
+// the other way round. The commands of reads run as one MULTI, so they may
+// write: with NOLOOP, writes on this connection are not reported back, and
+// untrack what they write, so they must be followed, in reads, by a read
+// of every key they wrote that commit relies on; no other client's command
+// can come between. A reply that is an error (a refused script) still
+// reaches commit.
 func (inv *invalidator) tryTrack(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
 	epoch, trk, err := inv.live()
 	if err != nil {
@@ -389,7 +391,11 @@ func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *redis.Co
 	} else {
 		inv.trkMu.Lock()
 	}
-	cmds, err := trk.Pipelined(ctx, func(p redis.Pipeliner) error {
+	pipelined := trk.Pipelined
+	if try {
+		pipelined = trk.TxPipelined // its writes and the reads after them in one step
+	}
+	cmds, err := pipelined(ctx, func(p redis.Pipeliner) error {
 		reads(p)
 		return nil
 	})

@@ -120,13 +120,13 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 func (s *RedisStore) Close() error { return s.cache.Close() }
 
 // runSession runs a script that writes only the session k's own hash,
-// through the local cache when there is one, which then keeps what the
-// script left.
-func (s *RedisStore) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+// through the local cache when there is one, which then keeps what next
+// makes of the reply (see redisCache.runSession).
+func (s *RedisStore) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
 	if s.cache == nil {
 		return s.run(ctx, script, keys, args...)
 	}
-	return s.cache.runSession(ctx, k, p, script, keys, args...)
+	return s.cache.runSession(ctx, k, p, script, next, keys, args...)
 }
 
 // run runs script by EVALSHA, falling back to EVAL on NOSCRIPT. go-redis's
@@ -417,7 +417,7 @@ func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Recor
 			return rec, nil
 		}
 	}
-	res, err := s.runSession(ctx, k, p, scriptLoad, keys, k.Hash, k.UserID,
+	res, err := s.runSession(ctx, k, p, scriptLoad, loadedNext(k), keys, k.Hash, k.UserID,
 		millis(p.IdleTimeout), p.TouchInterval.Milliseconds(), c.UserAgent, c.IP).Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis load: %w", err)
@@ -496,7 +496,7 @@ func (s *RedisStore) Update(ctx context.Context, k Key, c Change, p Policy) erro
 	for _, name := range c.Delete {
 		args = append(args, valuePrefix+name)
 	}
-	res, err := s.runSession(ctx, k, p, scriptUpdate, keys, args...).Int64()
+	res, err := s.runSession(ctx, k, p, scriptUpdate, changedNext(c), keys, args...).Int64()
 	if err != nil {
 		return fmt.Errorf("session: redis update: %w", err)
 	}
@@ -512,7 +512,7 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 	if err != nil {
 		return 0, err
 	}
-	res, err := s.runSession(ctx, k, p, scriptIncr, keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
+	res, err := s.runSession(ctx, k, p, scriptIncr, incrNext(name), keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
 	if err != nil {
 		if msg := err.Error(); strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
 			return 0, ErrNotInteger

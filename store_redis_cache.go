@@ -76,6 +76,13 @@ type redisCache struct {
 	writes uint64
 
 	reportHook atomic.Pointer[func(names []string)] // tests: after a report is applied
+
+	confirmMu sync.Mutex
+	toConfirm map[Key]Policy // loads that could not go through the tracking connection
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 type cacheEntry struct {
@@ -86,8 +93,10 @@ type cacheEntry struct {
 }
 
 func newRedisCache(s *RedisStore, c *redis.Client, size int) *redisCache {
-	rc := &redisCache{s: s, max: size, m: map[Key]*list.Element{}, byUser: map[string]map[Key]struct{}{}}
+	rc := &redisCache{s: s, max: size, m: map[Key]*list.Element{}, byUser: map[string]map[Key]struct{}{},
+		toConfirm: map[Key]Policy{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	rc.inv = newInvalidator(*c.Options(), rc.changed)
+	go rc.confirmLoop()
 	return rc
 }
 
@@ -95,7 +104,108 @@ func (c *redisCache) Close() error {
 	if c == nil {
 		return nil
 	}
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.done
+	})
 	return c.inv.Close()
+}
+
+// confirm asks for k to be read into the cache in the background.
+func (c *redisCache) confirm(k Key, p Policy) {
+	c.confirmMu.Lock()
+	if len(c.toConfirm) < c.max {
+		c.toConfirm[k] = p
+	}
+	c.confirmMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// confirmLoop reads the sessions confirm asked for into the cache, in
+// batches of up to confirmBatch, each one barrier and one pipeline on the
+// tracking connection (as FallbackStore confirms its copies).
+func (c *redisCache) confirmLoop() {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+		}
+		for {
+			c.confirmMu.Lock()
+			batch := make(map[Key]Policy, min(len(c.toConfirm), confirmBatch))
+			for k, p := range c.toConfirm {
+				if len(batch) == confirmBatch {
+					break
+				}
+				batch[k] = p
+				delete(c.toConfirm, k)
+			}
+			c.confirmMu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = c.confirmBatch(ctx, batch) // not confirmed: read again on its next load
+			cancel()
+		}
+	}
+}
+
+func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) error {
+	type read struct {
+		k     Key
+		p     Policy
+		names []string
+		hash  *redis.MapStringStringCmd
+		gen   *redis.StringCmd
+		pttl  *redis.DurationCmd
+	}
+	reads := make([]read, 0, len(batch))
+	for k, p := range batch {
+		if names, err := c.s.keys(k); err == nil {
+			reads = append(reads, read{k: k, p: p, names: names})
+		}
+	}
+	c.mu.Lock()
+	writes := c.writes
+	c.mu.Unlock()
+	sent := time.Now()
+	var now *redis.TimeCmd
+	return c.inv.track(ctx, func(pipe redis.Pipeliner) {
+		for i := range reads {
+			r := &reads[i]
+			r.hash = pipe.HGetAll(ctx, r.names[0])
+			if len(r.names) > 1 {
+				r.gen = pipe.Get(ctx, r.names[1])
+			}
+			r.pttl = pipe.PTTL(ctx, r.names[0])
+		}
+		now = pipe.Time(ctx)
+	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.writes != writes || now.Err() != nil {
+			return
+		}
+		for _, r := range reads {
+			if reported(r.names[0]) || (r.gen != nil && reported(r.names[1])) || r.pttl.Err() != nil {
+				continue
+			}
+			rec, ok := liveRecord(r.k, r.hash, r.gen)
+			if !ok {
+				continue
+			}
+			window := min(r.p.TouchInterval-now.Val().Sub(rec.LastSeen), r.pttl.Val())
+			if window > 0 {
+				c.putLocked(&cacheEntry{key: r.k, rec: rec, epoch: epoch, until: sent.Add(window)})
+			}
+		}
+	})
 }
 
 // get returns k's entry if it may be served now.
@@ -194,14 +304,58 @@ func (c *redisCache) wrote(keys ...Key) {
 	}
 }
 
+// cacheNext computes a session's record after a script from the script's
+// reply res and base, the entry the cache held before it (nil if none):
+// false if it cannot (the session ended, or a write without a base).
+type cacheNext func(base *Record, res any) (Record, bool)
+
+// loadedNext reads the load script's reply, the session as it left it.
+func loadedNext(k Key) cacheNext {
+	return func(_ *Record, res any) (Record, bool) {
+		rec, err := parseHash(k, res)
+		return rec, err == nil
+	}
+}
+
+// changedNext applies an update's change to the entry the cache held.
+func changedNext(c Change) cacheNext {
+	return func(base *Record, res any) (Record, bool) {
+		if n, _ := res.(int64); base == nil || n != 1 {
+			return Record{}, false
+		}
+		rec := *base
+		rec.Values = c.apply(base.Values)
+		return rec, true
+	}
+}
+
+// incrNext sets the incremented value in the entry the cache held.
+func incrNext(name string) cacheNext {
+	return func(base *Record, res any) (Record, bool) {
+		list, ok := res.([]any)
+		if base == nil || !ok || len(list) != 1 {
+			return Record{}, false
+		}
+		v, ok := list[0].(string)
+		if !ok {
+			return Record{}, false
+		}
+		rec := copyRecord(*base)
+		rec.Values[name] = v
+		return rec, true
+	}
+}
+
 // runSession runs a per-session script (load, update, incr: each writes
-// only the session's own hash) on the tracking connection, followed in the
-// same pipeline by reads of the session as it then is, which keep it in
-// the cache: one round trip, as run's. If the tracking connection is busy
-// or down, it runs the script as run does and drops the entry.
-func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+// only the session's own hash, and reads its user's generation) on the
+// tracking connection, in one MULTI with a read of the hash that tracks it
+// again: one round trip, as run's. next says what the session then is,
+// which the cache keeps. If the tracking connection is busy or down, it
+// runs the script as run does and drops the entry; a load is then
+// confirmed into the cache in the background.
+func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
 	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{script.EvalSha, script.Eval} {
-		cmd, err := c.throughTracker(ctx, k, p, eval, keys, args)
+		cmd, err := c.throughTracker(ctx, k, p, eval, next, keys, args)
 		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			continue // not run: try again with the script's body
 		}
@@ -221,50 +375,68 @@ func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *re
 	}
 	cmd := c.s.run(ctx, script, keys, args...)
 	if script != scriptLoad {
-		// A load writes nothing a reader relies on: its touch and its
-		// sliding are reported as any other change.
 		c.wrote(k)
+	} else if cmd.Err() == nil {
+		c.confirm(k, p)
 	}
 	return cmd
 }
 
-// throughTracker sends eval and the reads that cache k in one pipeline on
-// the tracking connection, and caches what they read if nothing that could
-// have changed it was reported or written meanwhile.
+// throughTracker sends eval in one MULTI with the reads that keep k in the
+// cache (PTTL of the hash, GET of the generation, TIME), on the tracking
+// connection, and caches what next makes of the reply if nothing that
+// could have changed the session was reported or written meanwhile.
 func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
-	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, keys []string, args []any) (*redis.Cmd, error) {
+	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, next cacheNext, keys []string, args []any) (*redis.Cmd, error) {
 	c.mu.Lock()
 	writes := c.writes
+	var base *cacheEntry
+	if e, ok := c.m[k]; ok {
+		base = e.Value.(*cacheEntry)
+	}
 	c.mu.Unlock()
 	sent := time.Now()
 	var (
 		cmd  *redis.Cmd
-		hash *redis.MapStringStringCmd
 		gen  *redis.StringCmd
 		pttl *redis.DurationCmd
 		now  *redis.TimeCmd
 	)
 	err := c.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
 		cmd = eval(ctx, pipe, keys, args...)
-		hash = pipe.HGetAll(ctx, keys[0])
+		pttl = pipe.PTTL(ctx, keys[0])
 		if len(keys) > 1 {
 			gen = pipe.Get(ctx, keys[1])
 		}
-		pttl = pipe.PTTL(ctx, keys[0])
 		now = pipe.Time(ctx)
 	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			return // nothing ran: the entry stays, for the EVAL that follows
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.dropLocked(k)
+		var held *cacheEntry
+		if e, ok := c.m[k]; ok {
+			held = e.Value.(*cacheEntry)
+			c.removeLocked(e)
+		}
 		if c.writes != writes || reported(keys[0]) || (gen != nil && reported(keys[1])) {
 			return
 		}
-		rec, ok := liveRecord(k, hash, gen)
-		if !ok || pttl.Err() != nil || now.Err() != nil {
+		res, err := cmd.Result()
+		if err != nil || pttl.Err() != nil || now.Err() != nil || (gen != nil && gen.Err() != nil) {
+			return
+		}
+		var from *Record
+		if base != nil && held == base && base.epoch == epoch {
+			from = &base.rec
+		}
+		rec, ok := next(from, res)
+		if !ok {
 			return
 		}
 		window := min(p.TouchInterval-now.Val().Sub(rec.LastSeen), pttl.Val())
-		if window <= 0 {
+		if window <= 0 || !time.Now().Before(rec.Expires) {
 			return
 		}
 		c.putLocked(&cacheEntry{key: k, rec: rec, epoch: epoch, until: sent.Add(window)})
