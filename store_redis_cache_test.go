@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -489,4 +490,68 @@ func TestTwoCachedInstancesSeeEachOthersWrites(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkRevocationReachesTheCache measures how long a revocation on
+// another instance takes to drop this instance's entry: from just before
+// B's Revoke is sent until A's cache has applied Redis's report of it.
+// It reports the median, the 99th percentile and the largest, in µs.
+//
+//	go test -run '^$' -bench RevocationReachesTheCache -benchtime 2000x
+func BenchmarkRevocationReachesTheCache(b *testing.B) {
+	srv := redistest.Start(b)
+	a := newCachedStore(b, srv.Client(b), session.RedisOptions{})
+	other := newRedisStore(b, srv.Client(b), session.RedisOptions{})
+	p := session.Policy{IdleTimeout: time.Hour, Lifetime: 2 * time.Hour, TouchInterval: time.Minute}
+	ctx := context.Background()
+	var want atomic.Pointer[string]
+	reached := make(chan time.Time, 1)
+	session.OnCacheReport(a, func(names []string) {
+		at := time.Now()
+		w := want.Load()
+		for _, n := range names {
+			if w != nil && strings.HasSuffix(n, *w) {
+				select {
+				case reached <- at:
+				default:
+				}
+			}
+		}
+	})
+	var took []time.Duration
+	for b.Loop() {
+		k := sessiontest.NewKey("rev")
+		if _, err := other.Create(ctx, k, session.Record{Info: session.Info{ID: k.Hash}}, p); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Load(ctx, k, session.Client{}, p); err != nil {
+			b.Fatal(err)
+		}
+		if !session.CachedAt(a, k, time.Now()) {
+			continue // the tracking connection was busy (a heartbeat): not cached
+		}
+		want.Store(&k.Hash)
+		began := time.Now()
+		if err := other.Revoke(ctx, "rev", k.Hash); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case at := <-reached:
+			took = append(took, at.Sub(began))
+		case <-time.After(5 * time.Second):
+			b.Fatal("no report within 5s")
+		}
+		if _, err := a.Load(ctx, k, session.Client{}, p); !errors.Is(err, session.ErrNotFound) {
+			b.Fatalf("read after the report: %v, want ErrNotFound", err)
+		}
+	}
+	if len(took) == 0 {
+		b.Fatal("no revocation measured")
+	}
+	slices.Sort(took)
+	at := func(q float64) float64 { return float64(took[int(q*float64(len(took)-1))].Microseconds()) }
+	b.ReportMetric(at(0.5), "p50-µs")
+	b.ReportMetric(at(0.99), "p99-µs")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-µs")
+	b.ReportMetric(float64(len(took)), "revocations")
 }
