@@ -90,6 +90,10 @@ type cacheEntry struct {
 	rec   Record
 	epoch uint64    // the invalidation epoch it was read under
 	until time.Time // served while now is before it
+	// touchBy is when, by this process's clock, the session's last-seen
+	// time turns TouchInterval old (until is no later): a write that
+	// slides the TTL but writes no last-seen time keeps it.
+	touchBy time.Time
 }
 
 func newRedisCache(s *RedisStore, c *redis.Client, size int) *redisCache {
@@ -200,9 +204,9 @@ func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) err
 			if !ok {
 				continue
 			}
-			window := min(r.p.TouchInterval-now.Val().Sub(rec.LastSeen), r.pttl.Val())
-			if window > 0 {
-				c.putLocked(&cacheEntry{key: r.k, rec: rec, epoch: epoch, until: sent.Add(window)})
+			touchBy := sent.Add(r.p.TouchInterval - now.Val().Sub(rec.LastSeen))
+			if until := minTime(touchBy, sent.Add(r.pttl.Val())); sent.Before(until) {
+				c.putLocked(&cacheEntry{key: r.k, rec: rec, epoch: epoch, until: until, touchBy: touchBy})
 			}
 		}
 	})
@@ -355,7 +359,7 @@ func incrNext(name string) cacheNext {
 // confirmed into the cache in the background.
 func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
 	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{script.EvalSha, script.Eval} {
-		cmd, err := c.throughTracker(ctx, k, p, eval, next, keys, args)
+		cmd, err := c.throughTracker(ctx, k, p, eval, script == scriptLoad, next, keys, args)
 		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			continue // not run: try again with the script's body
 		}
@@ -383,11 +387,11 @@ func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *re
 }
 
 // throughTracker sends eval in one MULTI with the reads that keep k in the
-// cache (PTTL of the hash, GET of the generation, TIME), on the tracking
-// connection, and caches what next makes of the reply if nothing that
+// cache (PTTL of the hash; for a load, GET of the generation and TIME), on
+// the tracking connection, and caches what next makes of the reply if nothing that
 // could have changed the session was reported or written meanwhile.
 func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
-	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, next cacheNext, keys []string, args []any) (*redis.Cmd, error) {
+	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, load bool, next cacheNext, keys []string, args []any) (*redis.Cmd, error) {
 	c.mu.Lock()
 	writes := c.writes
 	var base *cacheEntry
@@ -404,11 +408,16 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 	)
 	err := c.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
 		cmd = eval(ctx, pipe, keys, args...)
-		pttl = pipe.PTTL(ctx, keys[0])
-		if len(keys) > 1 {
-			gen = pipe.Get(ctx, keys[1])
+		pttl = pipe.PTTL(ctx, keys[0]) // tracks the hash again, after the script's writes
+		if load {
+			// The scripts read the generation, and so track it; these
+			// reads are belt and braces, and the server's clock for the
+			// last-seen time's age.
+			if len(keys) > 1 {
+				gen = pipe.Get(ctx, keys[1])
+			}
+			now = pipe.Time(ctx)
 		}
-		now = pipe.Time(ctx)
 	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
 		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			return // nothing ran: the entry stays, for the EVAL that follows
@@ -424,7 +433,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 			return
 		}
 		res, err := cmd.Result()
-		if err != nil || pttl.Err() != nil || now.Err() != nil || (gen != nil && gen.Err() != nil) {
+		if err != nil || pttl.Err() != nil || (now != nil && now.Err() != nil) || (gen != nil && gen.Err() != nil) {
 			return
 		}
 		var from *Record
@@ -435,16 +444,30 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 		if !ok {
 			return
 		}
-		window := min(p.TouchInterval-now.Val().Sub(rec.LastSeen), pttl.Val())
-		if window <= 0 || !time.Now().Before(rec.Expires) {
+		var touchBy time.Time
+		switch {
+		case now != nil:
+			touchBy = sent.Add(p.TouchInterval - now.Val().Sub(rec.LastSeen))
+		case from != nil:
+			touchBy = base.touchBy // the write wrote no last-seen time
+		default:
 			return
 		}
-		c.putLocked(&cacheEntry{key: k, rec: rec, epoch: epoch, until: sent.Add(window)})
+		if until := minTime(touchBy, sent.Add(pttl.Val())); sent.Before(until) && time.Now().Before(rec.Expires) {
+			c.putLocked(&cacheEntry{key: k, rec: rec, epoch: epoch, until: until, touchBy: touchBy})
+		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	return cmd, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // errCacheNeedsClient: the local cache was asked for on a client it cannot
