@@ -555,3 +555,46 @@ func BenchmarkRevocationReachesTheCache(b *testing.B) {
 	b.ReportMetric(float64(took[len(took)-1].Microseconds()), "max-µs")
 	b.ReportMetric(float64(len(took)), "revocations")
 }
+
+func TestAFailoverDropsTheCache(t *testing.T) {
+	skipIfShort(t, "kills the Sentinel primary and waits for the failover")
+	sentinel := redistest.StartSentinel(t)
+	a := newCachedStore(t, sentinel.Client(t, nil), session.RedisOptions{})
+	b := newRedisStore(t, sentinel.Client(t, nil), session.RedisOptions{WaitReplicas: 1, WaitTimeout: time.Second})
+	p := session.Policy{IdleTimeout: time.Hour, Lifetime: 2 * time.Hour, TouchInterval: time.Minute}
+	ctx := t.Context()
+	k := sessiontest.NewKey("fay")
+	if _, err := b.Create(ctx, k, session.Record{Info: session.Info{ID: "f"}, Values: map[string]string{"a": "1"}}, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Load(ctx, k, session.Client{}, p); err != nil {
+		t.Fatal(err)
+	}
+	if !session.CachedAt(a, k, time.Now()) {
+		t.Fatal("no entry after a read")
+	}
+	epoch := session.CacheEpoch(a)
+	victim, err := sentinel.Primary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.Kill()
+	waitFor(t, "the epoch on the old primary ends", 10*time.Second, func() bool { return session.CacheEpoch(a) != epoch })
+	if session.CachedAt(a, k, time.Now()) {
+		t.Fatal("an entry read from the dead primary is still served")
+	}
+	if _, err := sentinel.WaitFailover(victim, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// B changes the session on the new primary, maybe before A's feed is
+	// back; A must read the change either way.
+	waitFor(t, "B reaches the new primary", 30*time.Second, func() bool {
+		return b.Update(ctx, k, session.Change{Set: map[string]string{"a": "after-failover"}}, p) == nil
+	})
+	waitFor(t, "A's feed on the new primary", 30*time.Second, func() bool { return session.CacheEpoch(a) > epoch })
+	for range 3 {
+		if rec, err := a.Load(ctx, k, session.Client{}, p); err != nil || rec.Values["a"] != "after-failover" {
+			t.Fatalf("read after the failover = %v, %v; want the change made on the new primary", rec.Values, err)
+		}
+	}
+}
