@@ -59,6 +59,11 @@ type LocalCacheOptions struct {
 	Size int
 }
 
+// cacheTrackConns is how many tracking connections the cache keeps: a
+// request's script goes through a free one, or through the client's pool
+// (and drops the entry) when all are busy.
+const cacheTrackConns = 4
+
 // redisCache is RedisStore's local read cache (see LocalCacheOptions). It
 // is safe for concurrent use.
 type redisCache struct {
@@ -99,7 +104,7 @@ type cacheEntry struct {
 func newRedisCache(s *RedisStore, c *redis.Client, size int) *redisCache {
 	rc := &redisCache{s: s, max: size, m: map[Key]*list.Element{}, byUser: map[string]map[Key]struct{}{},
 		toConfirm: map[Key]Policy{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	rc.inv = newInvalidator(*c.Options(), rc.changed)
+	rc.inv = newInvalidator(*c.Options(), cacheTrackConns, rc.changed)
 	go rc.confirmLoop()
 	return rc
 }
