@@ -39,6 +39,7 @@ type invalidator struct {
 	downSince time.Time     // when the last epoch ended
 	trk       []*trackConn  // the tracking connections, while up
 	conns     int           // how many tracking connections to keep
+	broken    bool          // a tracking connection failed a call: the epoch must end
 	sub       *redis.PubSub
 	pongs     map[string]chan struct{} // barrier tokens awaiting their pong
 	token     atomic.Uint64
@@ -217,7 +218,7 @@ func (inv *invalidator) session() error {
 
 	inv.mu.Lock()
 	inv.epoch++
-	inv.up = true
+	inv.up, inv.broken = true, false
 	inv.liveEpoch.Store(inv.epoch)
 	inv.trk, inv.sub = trks, sub
 	inv.mu.Unlock()
@@ -255,6 +256,13 @@ func (inv *invalidator) session() error {
 		}
 		if subConnects.Load() != 1 || trkConnects.Load() != int64(inv.conns) {
 			return errors.New("an invalidation connection was re-established")
+		}
+		inv.mu.Lock()
+		broken := inv.broken
+		inv.broken = false
+		inv.mu.Unlock()
+		if broken {
+			return errors.New("a tracking connection failed a call")
 		}
 		if now := time.Now(); now.After(nextBeat) {
 			if now.Sub(lastPong) > 3*invalidationHeartbeat {
@@ -423,6 +431,15 @@ func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackCon
 	trk.mu.Unlock()
 	var reply redis.Error
 	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
+		// The connection is gone (go-redis drops one that failed a call),
+		// and with it what it tracked: end the epoch now rather than at
+		// the next heartbeat.
+		inv.mu.Lock()
+		if inv.up && inv.epoch == epoch {
+			inv.liveEpoch.Store(0)
+			inv.broken = true
+		}
+		inv.mu.Unlock()
 		return err
 	}
 	inv.mu.Lock()

@@ -598,3 +598,53 @@ func TestAFailoverDropsTheCache(t *testing.T) {
 		}
 	}
 }
+
+func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
+	s := newCacheSetup(t)
+	cached, other := sessiontest.NewKey("gus"), sessiontest.NewKey("gus")
+	s.create(t, cached, nil)
+	s.create(t, other, nil)
+	if _, err := s.a.Load(t.Context(), cached, session.Client{}, s.p); err != nil {
+		t.Fatal(err)
+	}
+	epoch := session.CacheEpoch(s.a)
+	// Kill every tracking connection (CLIENT LIST flag t); what they
+	// tracked is no longer reported.
+	list, err := s.admin.ClientList(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		id, flags := "", ""
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "id="); ok {
+				id = v
+			}
+			if v, ok := strings.CutPrefix(f, "flags="); ok {
+				flags = v
+			}
+		}
+		if strings.Contains(flags, "t") {
+			if err := s.admin.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
+				t.Fatal(err)
+			}
+			killed++
+		}
+	}
+	if killed == 0 {
+		t.Fatal("no tracking connection found")
+	}
+	// The next call through a tracking connection finds it gone: the read
+	// is served through the pool, and the epoch ends before it returns.
+	if _, err := s.a.Load(t.Context(), other, session.Client{}, s.p); err != nil {
+		t.Fatalf("a read on a lost tracking connection failed: %v", err)
+	}
+	if e := session.CacheEpoch(s.a); e == epoch {
+		t.Errorf("the epoch is still %d after a call found its tracking connection gone", e)
+	}
+	if session.CachedAt(s.a, cached, time.Now()) {
+		t.Error("an entry tracked by a lost connection is still served")
+	}
+	waitFor(t, "a new epoch", 5*time.Second, func() bool { return session.CacheEpoch(s.a) > epoch })
+}
