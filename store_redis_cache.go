@@ -18,14 +18,16 @@ import (
 // With the cache on, a Load of a session this process read or wrote a
 // moment ago costs no round trip to Redis. Redis itself says when a cached
 // session stops being current: the store keeps CLIENT TRACKING (Redis 6 or
-// later) on a connection of its own, redirected to a Pub/Sub connection it
-// watches, the mechanism FallbackStore's local copies use. An entry is
+// later, NOLOOP) on connections of its own (4), redirected to a Pub/Sub
+// connection it watches, the mechanism FallbackStore's local copies use;
+// so it holds 5 connections to the primary besides the client's pool. An entry is
 // served only while all of this holds:
-//   - it was read under the current invalidation epoch: losing either
-//     connection, a heartbeat gone unanswered (about three seconds at
-//     most), a FLUSHALL or a Sentinel failover (which kills the old
-//     primary's clients) ends the epoch, and nothing read under an earlier
-//     one is served again;
+//   - it was read under the current invalidation epoch: losing any of
+//     these connections (noticed at once when a call on it fails or the
+//     subscriber's read fails, otherwise within about two heartbeats, 2s),
+//     a FLUSHALL or a Sentinel failover (which kills the old primary's
+//     clients) ends the epoch, and nothing read under an earlier one is
+//     served again;
 //   - Redis has reported no change to the session's hash or to its user's
 //     generation since the entry was read: any write by any instance
 //     (Update, Incr, a touch, Logout, Revoke, RevokeAll, LogoutOthers, an
