@@ -19,13 +19,13 @@ import (
 // going for one process, so that copies of keys kept outside Redis can be
 // trusted exactly as long as Redis would have said they changed.
 //
-// It owns two connections, made from the store client's options: a
-// subscriber on __redis__:invalidate (RESP2 Pub/Sub) and a tracking
-// connection whose CLIENT TRACKING ON REDIRECT points at the subscriber.
-// Keys read on the tracking connection (track) are reported to onChange the
-// next time anyone changes, expires, evicts or deletes them. The pair is
-// an epoch: when either connection is lost, or a heartbeat (a PING on each,
-// every heartbeat) goes unanswered, reports may have been lost, so the
+// It owns its connections, made from the store client's options: a
+// subscriber on __redis__:invalidate (RESP2 Pub/Sub) and one or more
+// tracking connections whose CLIENT TRACKING ON REDIRECT points at the
+// subscriber. Keys read on a tracking connection (track, tryTrack) are
+// reported to onChange the next time anyone changes, expires, evicts or
+// deletes them. The set is an epoch: when any connection is lost, or a
+// heartbeat (a PING on each, every heartbeat) goes unanswered, reports may have been lost, so the
 // epoch ends, and the next one begins with onChange(nil) ("everything may
 // have changed"). It is safe for concurrent use.
 type invalidator struct {
@@ -33,11 +33,13 @@ type invalidator struct {
 	onChange func(keys []string)
 
 	mu        sync.Mutex
-	epoch     uint64      // the current or last epoch; 0 before the first
-	up        bool        // the current epoch is live
-	downSince time.Time   // when the last epoch ended
-	trk       *redis.Conn // the tracking connection; one connection, so that what it tracks stays tracked
-	trkMu     sync.Mutex  // a redis.Conn takes one command (or pipeline) at a time
+	epoch     uint64        // the current or last epoch; 0 before the first
+	up        bool          // the current epoch is live
+	liveEpoch atomic.Uint64 // epoch while up, 0 while down: for readers that must not wait on mu
+	downSince time.Time     // when the last epoch ended
+	trk       []*trackConn  // the tracking connections, while up
+	conns     int           // how many tracking connections to keep
+	broken    bool          // a tracking connection failed a call: the epoch must end
 	sub       *redis.PubSub
 	pongs     map[string]chan struct{} // barrier tokens awaiting their pong
 	token     atomic.Uint64
@@ -48,15 +50,26 @@ type invalidator struct {
 	closeOnce sync.Once
 }
 
+// trackConn is one tracking connection: sticky, so that what it tracks
+// stays tracked (a client's pool, and its separate pipeline pool, would
+// track keys on whichever connection read them, and lose them unnoticed
+// with that connection).
+type trackConn struct {
+	mu sync.Mutex // a redis.Conn takes one command (or pipeline) at a time
+	c  *redis.Conn
+}
+
 // invalidationHeartbeat is how often both connections are checked; an
 // epoch ends at most about twice this long after a connection silently died.
 const invalidationHeartbeat = time.Second
 
-func newInvalidator(base redis.Options, onChange func(keys []string)) *invalidator {
+// newInvalidator starts an invalidator with conns tracking connections (at
+// least 1), each redirected to the one subscriber.
+func newInvalidator(base redis.Options, conns int, onChange func(keys []string)) *invalidator {
 	// The store's client may change its own maintenance-notification
 	// config as it connects; these connections use none (RESP2).
 	base.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	inv := &invalidator{base: base, onChange: onChange, pongs: map[string]chan struct{}{}, windows: map[*trackWindow]struct{}{},
+	inv := &invalidator{base: base, conns: max(1, conns), onChange: onChange, pongs: map[string]chan struct{}{}, windows: map[*trackWindow]struct{}{},
 		stop: make(chan struct{}), done: make(chan struct{}), downSince: time.Now()}
 	go inv.run()
 	return inv
@@ -109,6 +122,7 @@ func (inv *invalidator) endEpoch() {
 	if inv.up {
 		inv.up, inv.downSince = false, time.Now()
 	}
+	inv.liveEpoch.Store(0)
 	inv.trk, inv.sub = nil, nil
 	for token, ch := range inv.pongs {
 		close(ch)
@@ -168,7 +182,7 @@ func (inv *invalidator) session() error {
 	var trkConnects atomic.Int64
 	trkOpts := inv.base
 	trkOpts.Protocol = 2
-	trkOpts.PoolSize, trkOpts.MinIdleConns, trkOpts.MaxIdleConns = 1, 0, 1
+	trkOpts.PoolSize, trkOpts.MinIdleConns, trkOpts.MaxIdleConns = inv.conns, 0, inv.conns
 	trkOpts.ConnMaxIdleTime, trkOpts.ConnMaxLifetime = -1, 0
 	trkOpts.MaxRetries = -1
 	trkOpts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
@@ -178,27 +192,35 @@ func (inv *invalidator) session() error {
 			}
 		}
 		trkConnects.Add(1)
-		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load()).Err()
+		// NOLOOP: a write sent on this connection (tryTrack) is not
+		// reported back; its caller reads the key again on the same
+		// connection, which tracks it anew.
+		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load(), "NOLOOP").Err()
 	}
 	trkClient := redis.NewClient(&trkOpts)
 	defer trkClient.Close()
-	// One sticky connection: a client's pool (and its separate pipeline
-	// pool) would track keys on whichever connection read them, and lose
-	// them unnoticed with that connection.
-	trk := trkClient.Conn()
+	trks := make([]*trackConn, inv.conns)
+	for i := range trks {
+		trks[i] = &trackConn{c: trkClient.Conn()}
+	}
 	defer func() {
-		inv.trkMu.Lock()
-		defer inv.trkMu.Unlock()
-		trk.Close()
+		for _, t := range trks {
+			t.mu.Lock()
+			t.c.Close()
+			t.mu.Unlock()
+		}
 	}()
-	if err := trk.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("turning tracking on: %w", err)
+	for _, t := range trks {
+		if err := t.c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("turning tracking on: %w", err)
+		}
 	}
 
 	inv.mu.Lock()
 	inv.epoch++
-	inv.up = true
-	inv.trk, inv.sub = trk, sub
+	inv.up, inv.broken = true, false
+	inv.liveEpoch.Store(inv.epoch)
+	inv.trk, inv.sub = trks, sub
 	inv.mu.Unlock()
 	inv.report(nil) // whatever was trusted under an earlier epoch may have changed since
 
@@ -232,21 +254,31 @@ func (inv *invalidator) session() error {
 				return err
 			}
 		}
-		if subConnects.Load() != 1 || trkConnects.Load() != 1 {
+		if subConnects.Load() != 1 || trkConnects.Load() != int64(inv.conns) {
 			return errors.New("an invalidation connection was re-established")
+		}
+		inv.mu.Lock()
+		broken := inv.broken
+		inv.broken = false
+		inv.mu.Unlock()
+		if broken {
+			return errors.New("a tracking connection failed a call")
 		}
 		if now := time.Now(); now.After(nextBeat) {
 			if now.Sub(lastPong) > 3*invalidationHeartbeat {
 				return errors.New("the invalidation subscriber stopped answering")
 			}
 			pctx, cancel := context.WithTimeout(ctx, invalidationHeartbeat)
-			inv.trkMu.Lock()
-			err := trk.Ping(pctx).Err()
-			inv.trkMu.Unlock()
-			cancel()
-			if err != nil {
-				return fmt.Errorf("tracking connection: %w", err)
+			for _, t := range trks {
+				t.mu.Lock()
+				err := t.c.Ping(pctx).Err()
+				t.mu.Unlock()
+				if err != nil {
+					cancel()
+					return fmt.Errorf("tracking connection: %w", err)
+				}
 			}
+			cancel()
 			if err := sub.Ping(ctx, "beat"); err != nil {
 				return fmt.Errorf("invalidation subscriber: %w", err)
 			}
@@ -325,15 +357,57 @@ func (inv *invalidator) barrier(ctx context.Context, epoch uint64) error {
 // comes after it was called reaches onChange after it returned; it must
 // not call the invalidator.
 func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
-	inv.mu.Lock()
-	epoch, up, trk := inv.epoch, inv.up, inv.trk
-	inv.mu.Unlock()
-	if !up || trk == nil {
-		return errEpochEnded
+	epoch, trk, err := inv.live()
+	if err != nil {
+		return err
 	}
 	if err := inv.barrier(ctx, epoch); err != nil {
 		return err
 	}
+	return inv.tracked(ctx, epoch, trk[0], false, reads, commit)
+}
+
+// errTrackerBusy: tryTrack found the tracking connection in use.
+var errTrackerBusy = errors.New("session: tracking connection busy")
+
+// tryTrack is track without the barrier, run only if the tracking
+// connection is free at once (errTrackerBusy otherwise), so that a request
+// never queues behind another on the one connection. Without the barrier,
+// a report of a change made before the reads may land in their window and
+// count as reported: a key is then not kept that could have been, never
+// the other way round. The commands of reads run as one MULTI, so they may
+// write: with NOLOOP, writes on this connection are not reported back, and
+// untrack what they write, so they must be followed, in reads, by a read
+// of every key they wrote that commit relies on; no other client's command
+// can come between. A reply that is an error (a refused script) still
+// reaches commit.
+func (inv *invalidator) tryTrack(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+	epoch, trks, err := inv.live()
+	if err != nil {
+		return err
+	}
+	for _, t := range trks {
+		if t.mu.TryLock() {
+			return inv.tracked(ctx, epoch, t, true, reads, commit)
+		}
+	}
+	return errTrackerBusy
+}
+
+// live returns the current epoch and its tracking connection, or
+// errEpochEnded while there is none.
+func (inv *invalidator) live() (uint64, []*trackConn, error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if !inv.up || inv.trk == nil {
+		return 0, nil, errEpochEnded
+	}
+	return inv.epoch, inv.trk, nil
+}
+
+// tracked runs reads on trk and commits them; with try, trk is locked
+// already (and is unlocked here), and reads run as one MULTI.
+func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackConn, try bool, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
 	w := &trackWindow{keys: map[string]bool{}}
 	inv.mu.Lock()
 	inv.windows[w] = struct{}{}
@@ -343,13 +417,29 @@ func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), 
 		delete(inv.windows, w)
 		inv.mu.Unlock()
 	}()
-	inv.trkMu.Lock()
-	cmds, err := trk.Pipelined(ctx, func(p redis.Pipeliner) error {
+	if !try {
+		trk.mu.Lock()
+	}
+	pipelined := trk.c.Pipelined
+	if try {
+		pipelined = trk.c.TxPipelined // its writes and the reads after them in one step
+	}
+	cmds, err := pipelined(ctx, func(p redis.Pipeliner) error {
 		reads(p)
 		return nil
 	})
-	inv.trkMu.Unlock()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	trk.mu.Unlock()
+	var reply redis.Error
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
+		// The connection is gone (go-redis drops one that failed a call),
+		// and with it what it tracked: end the epoch now rather than at
+		// the next heartbeat.
+		inv.mu.Lock()
+		if inv.up && inv.epoch == epoch {
+			inv.liveEpoch.Store(0)
+			inv.broken = true
+		}
+		inv.mu.Unlock()
 		return err
 	}
 	inv.mu.Lock()

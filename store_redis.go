@@ -30,6 +30,10 @@ type RedisOptions struct {
 	// WaitTimeout bounds the wait for WaitReplicas. Default 100ms; keep it
 	// well under the client's ReadTimeout.
 	WaitTimeout time.Duration
+	// LocalCache turns on a local read cache kept current by Redis's
+	// server-assisted invalidation (see LocalCacheOptions). Default: off.
+	// A store with the cache must be closed (Close).
+	LocalCache LocalCacheOptions
 }
 
 // DefaultWaitTimeout is RedisOptions.WaitTimeout's default.
@@ -37,7 +41,8 @@ const DefaultWaitTimeout = 100 * time.Millisecond
 
 // RedisStore keeps sessions in Redis, one hash per session, on a single
 // node, Sentinel or Cluster (any redis.UniversalClient). It is safe for
-// concurrent use and keeps no state of its own.
+// concurrent use and keeps no state of its own, but for the optional
+// local cache (RedisOptions.LocalCache).
 //
 // Layout, with P the prefix and T a hash tag:
 //
@@ -69,12 +74,16 @@ type RedisStore struct {
 	prefix       string
 	waitReplicas int
 	waitTimeout  time.Duration
+	cache        *redisCache // nil unless RedisOptions.LocalCache is on
 }
 
 // NewRedisStore returns a store on c. It does no I/O, so it neither blocks
 // nor fails when Redis is down. It refuses a nil client and invalid options
-// (a Prefix with a brace, a negative WaitReplicas or WaitTimeout) with
-// ErrInvalidOptions, so nothing fails later for a reason known now.
+// (a Prefix with a brace, a negative WaitReplicas, WaitTimeout or
+// LocalCache.Size, a LocalCache on a client other than *redis.Client) with
+// ErrInvalidOptions, so nothing fails later for a reason known now. With
+// the local cache on, it starts the cache's invalidation connections in the
+// background; Close stops them.
 func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, error) {
 	switch {
 	case c == nil:
@@ -85,6 +94,12 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 		return nil, fmt.Errorf("%w: RedisOptions.WaitReplicas is negative", ErrInvalidOptions)
 	case opts.WaitTimeout < 0 || (opts.WaitTimeout > 0 && opts.WaitTimeout < time.Millisecond):
 		return nil, fmt.Errorf("%w: RedisOptions.WaitTimeout is %v, need 0 (default) or at least 1ms", ErrInvalidOptions, opts.WaitTimeout)
+	case opts.LocalCache.Size < 0:
+		return nil, fmt.Errorf("%w: RedisOptions.LocalCache.Size is negative", ErrInvalidOptions)
+	}
+	single, isSingle := c.(*redis.Client)
+	if opts.LocalCache.Size > 0 && !isSingle {
+		return nil, errCacheNeedsClient(c)
 	}
 	s := &RedisStore{c: c, prefix: opts.Prefix, waitReplicas: opts.WaitReplicas, waitTimeout: opts.WaitTimeout}
 	s.cluster, _ = c.(*redis.ClusterClient)
@@ -94,7 +109,24 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 	if s.waitTimeout == 0 {
 		s.waitTimeout = DefaultWaitTimeout
 	}
+	if opts.LocalCache.Size > 0 {
+		s.cache = newRedisCache(s, single, opts.LocalCache.Size)
+	}
 	return s, nil
+}
+
+// Close stops the local cache's connections, if the store has a cache; it
+// does not close the client. Without a cache it does nothing.
+func (s *RedisStore) Close() error { return s.cache.Close() }
+
+// runSession runs a script that writes only the session k's own hash,
+// through the local cache when there is one, which then keeps what next
+// makes of the reply (see redisCache.runSession).
+func (s *RedisStore) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
+	if s.cache == nil {
+		return s.run(ctx, script, keys, args...)
+	}
+	return s.cache.runSession(ctx, k, p, script, next, keys, args...)
 }
 
 // run runs script by EVALSHA, falling back to EVAL on NOSCRIPT. go-redis's
@@ -288,6 +320,9 @@ func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Create implements Store.
 func (s *RedisStore) Create(ctx context.Context, k Key, rec Record, p Policy) (Record, error) {
+	if p.MaxSessionsPerUser > 0 && k.UserID != "" {
+		defer s.cache.wrote(Key{UserID: k.UserID}) // the cap may have revoked others
+	}
 	restored := !rec.Expires.IsZero()
 	keys, args, err := s.createCall(k, rec, rec.Values, p, restored)
 	if err != nil {
@@ -373,7 +408,12 @@ func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Recor
 	if err != nil {
 		return Record{}, err
 	}
-	res, err := s.run(ctx, scriptLoad, keys, k.Hash, k.UserID,
+	if s.cache != nil {
+		if rec, ok := s.cache.get(k, time.Now()); ok {
+			return rec, nil
+		}
+	}
+	res, err := s.runSession(ctx, k, p, scriptLoad, loadedNext(k), keys, k.Hash, k.UserID,
 		millis(p.IdleTimeout), p.TouchInterval.Milliseconds(), c.UserAgent, c.IP).Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis load: %w", err)
@@ -452,7 +492,7 @@ func (s *RedisStore) Update(ctx context.Context, k Key, c Change, p Policy) erro
 	for _, name := range c.Delete {
 		args = append(args, valuePrefix+name)
 	}
-	res, err := s.run(ctx, scriptUpdate, keys, args...).Int64()
+	res, err := s.runSession(ctx, k, p, scriptUpdate, changedNext(c), keys, args...).Int64()
 	if err != nil {
 		return fmt.Errorf("session: redis update: %w", err)
 	}
@@ -468,7 +508,7 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 	if err != nil {
 		return 0, err
 	}
-	res, err := s.run(ctx, scriptIncr, keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
+	res, err := s.runSession(ctx, k, p, scriptIncr, incrNext(name), keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
 	if err != nil {
 		if msg := err.Error(); strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
 			return 0, ErrNotInteger
@@ -528,6 +568,11 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 // its idle timeout, since deleting it could leave neither session if the
 // takeover did happen.
 func (s *RedisStore) Rotate(ctx context.Context, r Rotation, p Policy) (Record, error) {
+	if p.MaxSessionsPerUser > 0 && r.To.UserID != "" {
+		defer s.cache.wrote(r.From, r.To, Key{UserID: r.To.UserID})
+	} else {
+		defer s.cache.wrote(r.From, r.To)
+	}
 	if r.From.IsZero() {
 		if r.Renew {
 			return Record{}, ErrNotFound
@@ -719,6 +764,7 @@ func (s *RedisStore) createThenTakeOver(ctx context.Context, r Rotation, p Polic
 
 // Delete implements Store.
 func (s *RedisStore) Delete(ctx context.Context, k Key) error {
+	defer s.cache.wrote(k)
 	keys, err := s.keys(k)
 	if err != nil {
 		return nil // no such key can exist
@@ -754,6 +800,7 @@ func (s *RedisStore) List(ctx context.Context, userID string) ([]Info, error) {
 
 // Revoke implements Store.
 func (s *RedisStore) Revoke(ctx context.Context, userID, id string) error {
+	defer s.cache.wrote(Key{UserID: userID})
 	prefix, keys, err := s.userKeys(userID)
 	if err != nil {
 		return err
@@ -771,6 +818,7 @@ func (s *RedisStore) Revoke(ctx context.Context, userID, id string) error {
 
 // RevokeAll implements Store.
 func (s *RedisStore) RevokeAll(ctx context.Context, userID string, keep Key) (int, error) {
+	defer s.cache.wrote(Key{UserID: userID})
 	prefix, keys, err := s.userKeys(userID)
 	if err != nil {
 		return 0, err

@@ -24,7 +24,7 @@ func (s *RedisStore) WatchSessions(changed func(keys []Key)) (SessionWatch, erro
 		return nil, fmt.Errorf("session: RedisStore can watch sessions only through a single-node or Sentinel client, not a %T", s.c)
 	}
 	w := &redisWatch{s: s}
-	w.inv = newInvalidator(*c.Options(), func(names []string) {
+	w.inv = newInvalidator(*c.Options(), 1, func(names []string) {
 		if names == nil {
 			changed(nil)
 			return

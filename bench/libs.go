@@ -142,6 +142,20 @@ func newOursRedis(addr string, c *Counter) (*lib, error) {
 	return newOurs("ours", store, rdb, func() { rdb.Close() })
 }
 
+// newOursCache is this library on a RedisStore with its local read cache.
+func newOursCache(addr string, c *Counter) (*lib, error) {
+	rdb := newRedisClient(addr, c)
+	store, err := session.NewRedisStore(rdb, session.RedisOptions{LocalCache: session.LocalCacheOptions{Size: 10000}})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return newOurs("ours-cache", store, rdb, func() {
+		store.Close()
+		rdb.Close()
+	})
+}
+
 func newOursMemory() (*lib, error) {
 	ms := session.NewMemoryStore()
 	return newOurs("ours-mem", ms, nil, func() { ms.Close() })
@@ -485,6 +499,8 @@ func newLib(name, addr, dsn string, c *Counter, pc *PGCounter) (*lib, error) {
 		return newSCSPG(dsn, pc)
 	case "ours":
 		return newOursRedis(addr, c)
+	case "ours-cache":
+		return newOursCache(addr, c)
 	case "scs-idle":
 		return newSCSRedis(addr, c), nil
 	case "gorilla":
@@ -503,6 +519,6 @@ func newLib(name, addr, dsn string, c *Counter, pc *PGCounter) (*lib, error) {
 
 // Library names, Redis-backed first.
 var (
-	redisLibs  = []string{"ours", "scs-idle", "gorilla", "raw", "raw-lua"}
+	redisLibs  = []string{"ours", "ours-cache", "scs-idle", "gorilla", "raw", "raw-lua"}
 	memoryLibs = []string{"ours-mem", "scs-mem"}
 )

@@ -1,0 +1,484 @@
+package session
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LocalCacheOptions configures RedisStore's local read cache
+// (RedisOptions.LocalCache). The zero value turns the cache off.
+//
+// With the cache on, a Load of a session this process read or wrote a
+// moment ago costs no round trip to Redis. Redis itself says when a cached
+// session stops being current: the store keeps CLIENT TRACKING (Redis 6 or
+// later, NOLOOP) on connections of its own (4), redirected to a Pub/Sub
+// connection it watches, the mechanism FallbackStore's local copies use;
+// so it holds 5 connections to the primary besides the client's pool. An entry is
+// served only while all of this holds:
+//   - it was read under the current invalidation epoch: losing any of
+//     these connections (noticed at once when a call on it fails or the
+//     subscriber's read fails, otherwise within about two heartbeats, 2s),
+//     a FLUSHALL or a Sentinel failover (which kills the old primary's
+//     clients) ends the epoch, and nothing read under an earlier one is
+//     served again;
+//   - Redis has reported no change to the session's hash or to its user's
+//     generation since the entry was read: any write by any instance
+//     (Update, Incr, a touch, Logout, Revoke, RevokeAll, LogoutOthers, an
+//     expiry, an eviction) drops it as soon as the report arrives;
+//   - it is younger than its window: the read found the session's last-seen
+//     time age old and its key's TTL ttl, and the entry is served until
+//     TouchInterval - age or ttl has passed, whichever is first, counted
+//     from before the read was sent.
+//
+// So the sliding idle expiry stays correct to within TouchInterval: a
+// cached read never outlives the key it stands for (ttl bounds it), and
+// the first read after the window goes to Redis, which slides the TTL and
+// writes the last-seen time, as a read without the cache would. Reads
+// served from the cache do not slide the TTL, so a session expires in Redis
+// IdleTimeout after the last read that reached Redis, which is at most
+// TouchInterval before the last read its user made: it may end up to
+// TouchInterval earlier than IdleTimeout after its last use, never later.
+// The last-seen time on the devices list is as precise as TouchInterval,
+// as without the cache.
+//
+// A write through this store (Update, Incr, Rotate, Delete, Revoke,
+// RevokeAll, a Create that caps the user's sessions) updates or drops the
+// entries it affects before it returns, so this process reads its own
+// writes. The cache works on a single node and on Sentinel
+// (*redis.Client); NewRedisStore refuses it on any other client, Cluster
+// included, with ErrInvalidOptions, since each cluster node tracks only its
+// own keys.
+type LocalCacheOptions struct {
+	// Size is how many sessions the cache keeps, least recently used out
+	// first. Default 0: no cache.
+	Size int
+}
+
+// cacheTrackConns is how many tracking connections the cache keeps: a
+// request's script goes through a free one, or through the client's pool
+// (and drops the entry) when all are busy.
+const cacheTrackConns = 4
+
+// redisCache is RedisStore's local read cache (see LocalCacheOptions). It
+// is safe for concurrent use.
+type redisCache struct {
+	s   *RedisStore
+	inv *invalidator
+	max int
+
+	mu     sync.Mutex
+	m      map[Key]*list.Element
+	byUser map[string]map[Key]struct{}
+	lru    list.List // of *cacheEntry, most recent first
+	// writes counts the writes of this store that ran outside the tracking
+	// connection; an entry read while one was on its way is not kept, as
+	// the report of its change may come after the entry.
+	writes uint64
+
+	reportHook atomic.Pointer[func(names []string)] // tests: after a report is applied
+
+	confirmMu sync.Mutex
+	toConfirm map[Key]Policy // loads that could not go through the tracking connection
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type cacheEntry struct {
+	key   Key
+	rec   Record
+	epoch uint64    // the invalidation epoch it was read under
+	until time.Time // served while now is before it
+	// touchBy is when, by this process's clock, the session's last-seen
+	// time turns TouchInterval old (until is no later): a write that
+	// slides the TTL but writes no last-seen time keeps it.
+	touchBy time.Time
+}
+
+func newRedisCache(s *RedisStore, c *redis.Client, size int) *redisCache {
+	rc := &redisCache{s: s, max: size, m: map[Key]*list.Element{}, byUser: map[string]map[Key]struct{}{},
+		toConfirm: map[Key]Policy{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	rc.inv = newInvalidator(*c.Options(), cacheTrackConns, rc.changed)
+	go rc.confirmLoop()
+	return rc
+}
+
+func (c *redisCache) Close() error {
+	if c == nil {
+		return nil
+	}
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.done
+	})
+	return c.inv.Close()
+}
+
+// confirm asks for k to be read into the cache in the background.
+func (c *redisCache) confirm(k Key, p Policy) {
+	c.confirmMu.Lock()
+	if len(c.toConfirm) < c.max {
+		c.toConfirm[k] = p
+	}
+	c.confirmMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// confirmLoop reads the sessions confirm asked for into the cache, in
+// batches of up to confirmBatch, each one barrier and one pipeline on the
+// tracking connection (as FallbackStore confirms its copies).
+func (c *redisCache) confirmLoop() {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+		}
+		for {
+			c.confirmMu.Lock()
+			batch := make(map[Key]Policy, min(len(c.toConfirm), confirmBatch))
+			for k, p := range c.toConfirm {
+				if len(batch) == confirmBatch {
+					break
+				}
+				batch[k] = p
+				delete(c.toConfirm, k)
+			}
+			c.confirmMu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = c.confirmBatch(ctx, batch) // not confirmed: read again on its next load
+			cancel()
+		}
+	}
+}
+
+func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) error {
+	type read struct {
+		k     Key
+		p     Policy
+		names []string
+		hash  *redis.MapStringStringCmd
+		gen   *redis.StringCmd
+		pttl  *redis.DurationCmd
+	}
+	reads := make([]read, 0, len(batch))
+	for k, p := range batch {
+		if names, err := c.s.keys(k); err == nil {
+			reads = append(reads, read{k: k, p: p, names: names})
+		}
+	}
+	c.mu.Lock()
+	writes := c.writes
+	c.mu.Unlock()
+	sent := time.Now()
+	var now *redis.TimeCmd
+	return c.inv.track(ctx, func(pipe redis.Pipeliner) {
+		for i := range reads {
+			r := &reads[i]
+			r.hash = pipe.HGetAll(ctx, r.names[0])
+			if len(r.names) > 1 {
+				r.gen = pipe.Get(ctx, r.names[1])
+			}
+			r.pttl = pipe.PTTL(ctx, r.names[0])
+		}
+		now = pipe.Time(ctx)
+	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.writes != writes || now.Err() != nil {
+			return
+		}
+		for _, r := range reads {
+			if reported(r.names[0]) || (r.gen != nil && reported(r.names[1])) || r.pttl.Err() != nil {
+				continue
+			}
+			rec, ok := liveRecord(r.k, r.hash, r.gen)
+			if !ok {
+				continue
+			}
+			touchBy := sent.Add(r.p.TouchInterval - now.Val().Sub(rec.LastSeen))
+			if until := minTime(touchBy, sent.Add(r.pttl.Val())); sent.Before(until) {
+				c.putLocked(&cacheEntry{key: r.k, rec: rec, epoch: epoch, until: until, touchBy: touchBy})
+			}
+		}
+	})
+}
+
+// get returns k's entry if it may be served now.
+func (c *redisCache) get(k Key, now time.Time) (Record, bool) {
+	epoch := c.inv.liveEpoch.Load()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok {
+		return Record{}, false
+	}
+	ent := e.Value.(*cacheEntry)
+	if epoch == 0 || ent.epoch != epoch || !now.Before(ent.until) {
+		c.removeLocked(e)
+		return Record{}, false
+	}
+	c.lru.MoveToFront(e)
+	return copyRecord(ent.rec), true
+}
+
+func (c *redisCache) putLocked(ent *cacheEntry) {
+	if e, ok := c.m[ent.key]; ok {
+		c.removeLocked(e)
+	}
+	c.m[ent.key] = c.lru.PushFront(ent)
+	if ent.key.UserID != "" {
+		u := c.byUser[ent.key.UserID]
+		if u == nil {
+			u = map[Key]struct{}{}
+			c.byUser[ent.key.UserID] = u
+		}
+		u[ent.key] = struct{}{}
+	}
+	for c.lru.Len() > c.max {
+		c.removeLocked(c.lru.Back())
+	}
+}
+
+func (c *redisCache) removeLocked(e *list.Element) {
+	ent := c.lru.Remove(e).(*cacheEntry)
+	delete(c.m, ent.key)
+	if u := c.byUser[ent.key.UserID]; u != nil {
+		delete(u, ent.key)
+		if len(u) == 0 {
+			delete(c.byUser, ent.key.UserID)
+		}
+	}
+}
+
+// dropLocked drops k's entry, or with an empty k.Hash every entry of
+// k.UserID's.
+func (c *redisCache) dropLocked(k Key) {
+	if k.Hash != "" {
+		if e, ok := c.m[k]; ok {
+			c.removeLocked(e)
+		}
+		return
+	}
+	for uk := range c.byUser[k.UserID] {
+		c.removeLocked(c.m[uk])
+	}
+}
+
+// changed hears the invalidator: names are the keys Redis reported
+// changed, nil for all of them.
+func (c *redisCache) changed(names []string) {
+	c.mu.Lock()
+	if names == nil {
+		c.m = map[Key]*list.Element{}
+		c.byUser = map[string]map[Key]struct{}{}
+		c.lru.Init()
+	}
+	for _, name := range names {
+		if k, ok := c.s.keyOf(name); ok {
+			c.dropLocked(k)
+		}
+	}
+	c.mu.Unlock()
+	if f := c.reportHook.Load(); f != nil {
+		(*f)(names)
+	}
+}
+
+// wrote drops what a write of this store outside the tracking connection
+// may have changed (k, or with an empty k.Hash all of k.UserID's
+// sessions), once the write is done. Safe on a nil cache.
+func (c *redisCache) wrote(keys ...Key) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes++
+	for _, k := range keys {
+		c.dropLocked(k)
+	}
+}
+
+// cacheNext computes a session's record after a script from the script's
+// reply res and base, the entry the cache held before it (nil if none):
+// false if it cannot (the session ended, or a write without a base).
+type cacheNext func(base *Record, res any) (Record, bool)
+
+// loadedNext reads the load script's reply, the session as it left it.
+func loadedNext(k Key) cacheNext {
+	return func(_ *Record, res any) (Record, bool) {
+		rec, err := parseHash(k, res)
+		return rec, err == nil
+	}
+}
+
+// changedNext applies an update's change to the entry the cache held.
+func changedNext(c Change) cacheNext {
+	return func(base *Record, res any) (Record, bool) {
+		if n, _ := res.(int64); base == nil || n != 1 {
+			return Record{}, false
+		}
+		rec := *base
+		rec.Values = c.apply(base.Values)
+		return rec, true
+	}
+}
+
+// incrNext sets the incremented value in the entry the cache held.
+func incrNext(name string) cacheNext {
+	return func(base *Record, res any) (Record, bool) {
+		list, ok := res.([]any)
+		if base == nil || !ok || len(list) != 1 {
+			return Record{}, false
+		}
+		v, ok := list[0].(string)
+		if !ok {
+			return Record{}, false
+		}
+		rec := copyRecord(*base)
+		rec.Values[name] = v
+		return rec, true
+	}
+}
+
+// runSession runs a per-session script (load, update, incr: each writes
+// only the session's own hash, and reads its user's generation) on the
+// tracking connection, in one MULTI with a read of the hash that tracks it
+// again: one round trip, as run's. next says what the session then is,
+// which the cache keeps. If the tracking connection is busy or down, it
+// runs the script as run does and drops the entry; a load is then
+// confirmed into the cache in the background.
+func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
+	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{script.EvalSha, script.Eval} {
+		cmd, err := c.throughTracker(ctx, k, p, eval, script == scriptLoad, next, keys, args)
+		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			continue // not run: try again with the script's body
+		}
+		if err == nil {
+			if cmd.Err() != nil {
+				cmd.SetErr(refusal(cmd.Err()))
+			}
+			return cmd
+		}
+		if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && script != scriptLoad {
+			// The write may or may not have run: as with any lost reply.
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(err)
+			return cmd
+		}
+		break
+	}
+	cmd := c.s.run(ctx, script, keys, args...)
+	if script != scriptLoad {
+		c.wrote(k)
+	} else if cmd.Err() == nil {
+		c.confirm(k, p)
+	}
+	return cmd
+}
+
+// throughTracker sends eval in one MULTI with the reads that keep k in the
+// cache (PTTL of the hash; for a load, GET of the generation and TIME), on
+// the tracking connection, and caches what next makes of the reply if nothing that
+// could have changed the session was reported or written meanwhile.
+func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
+	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, load bool, next cacheNext, keys []string, args []any) (*redis.Cmd, error) {
+	c.mu.Lock()
+	writes := c.writes
+	var base *cacheEntry
+	if e, ok := c.m[k]; ok {
+		base = e.Value.(*cacheEntry)
+	}
+	c.mu.Unlock()
+	sent := time.Now()
+	var (
+		cmd  *redis.Cmd
+		gen  *redis.StringCmd
+		pttl *redis.DurationCmd
+		now  *redis.TimeCmd
+	)
+	err := c.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
+		cmd = eval(ctx, pipe, keys, args...)
+		pttl = pipe.PTTL(ctx, keys[0]) // tracks the hash again, after the script's writes
+		if load {
+			// The scripts read the generation, and so track it; these
+			// reads are belt and braces, and the server's clock for the
+			// last-seen time's age.
+			if len(keys) > 1 {
+				gen = pipe.Get(ctx, keys[1])
+			}
+			now = pipe.Time(ctx)
+		}
+	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			return // nothing ran: the entry stays, for the EVAL that follows
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var held *cacheEntry
+		if e, ok := c.m[k]; ok {
+			held = e.Value.(*cacheEntry)
+			c.removeLocked(e)
+		}
+		if c.writes != writes || reported(keys[0]) || (gen != nil && reported(keys[1])) {
+			return
+		}
+		res, err := cmd.Result()
+		if err != nil || pttl.Err() != nil || (now != nil && now.Err() != nil) || (gen != nil && gen.Err() != nil) {
+			return
+		}
+		var from *Record
+		if base != nil && held == base && base.epoch == epoch {
+			from = &base.rec
+		}
+		rec, ok := next(from, res)
+		if !ok {
+			return
+		}
+		var touchBy time.Time
+		switch {
+		case now != nil:
+			touchBy = sent.Add(p.TouchInterval - now.Val().Sub(rec.LastSeen))
+		case from != nil:
+			touchBy = base.touchBy // the write wrote no last-seen time
+		default:
+			return
+		}
+		if until := minTime(touchBy, sent.Add(pttl.Val())); sent.Before(until) && time.Now().Before(rec.Expires) {
+			c.putLocked(&cacheEntry{key: k, rec: rec, epoch: epoch, until: until, touchBy: touchBy})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// errCacheNeedsClient: the local cache was asked for on a client it cannot
+// track through.
+func errCacheNeedsClient(c redis.UniversalClient) error {
+	return fmt.Errorf("%w: RedisOptions.LocalCache needs a single-node or Sentinel client (*redis.Client), not a %T: on Cluster each node tracks only its own keys, which the cache does not follow", ErrInvalidOptions, c)
+}
