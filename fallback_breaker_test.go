@@ -319,6 +319,7 @@ func TestARefusedReplayDoesNotKeepTheStoreOnMemory(t *testing.T) {
 }
 
 func TestRedisStoreMarksErrorRepliesAsAnswersAndOutagesAsNot(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		reply    string // "" closes the server instead
 		answered bool

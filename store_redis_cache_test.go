@@ -39,6 +39,7 @@ func newCachedStore(t testing.TB, c redis.UniversalClient, opts session.RedisOpt
 }
 
 func TestRedisStoreConformanceWithLocalCache(t *testing.T) {
+	skipIfShort(t, "the whole conformance suite on real time with the cache on")
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
@@ -199,6 +200,7 @@ func awaitUncached(t *testing.T, ch <-chan []string, s *session.RedisStore, k se
 }
 
 func TestACachedReadCostsNoRoundTrip(t *testing.T) {
+	t.Parallel()
 	s := newCacheSetup(t)
 	k := sessiontest.NewKey("kim")
 	s.create(t, k, map[string]string{"a": "1"})
@@ -248,6 +250,7 @@ func TestACachedReadCostsNoRoundTrip(t *testing.T) {
 }
 
 func TestAChangeOnAnotherInstanceDropsTheEntry(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		suffix func(k session.Key) string // the key whose report drops the entry
@@ -318,6 +321,7 @@ func mustBeNotFound(t *testing.T, rec session.Record, err error) {
 // applied the report of the revocation before the load began; no such load
 // may find the session. No timing is involved: the order is the hook's.
 func TestNoCachedReadAfterTheRevocationArrived(t *testing.T) {
+	t.Parallel()
 	s := newCacheSetup(t)
 	k := sessiontest.NewKey("max")
 	s.create(t, k, map[string]string{"a": "1"})
@@ -397,6 +401,7 @@ func TestNoCachedReadAfterTheRevocationArrived(t *testing.T) {
 }
 
 func TestALostFeedDropsEverything(t *testing.T) {
+	t.Parallel()
 	s := newCacheSetup(t)
 	k1, k2 := sessiontest.NewKey("ann"), sessiontest.NewKey("")
 	s.create(t, k1, map[string]string{"a": "1"})
@@ -430,6 +435,7 @@ func TestALostFeedDropsEverything(t *testing.T) {
 }
 
 func TestACachedReadEndsWithinTouchIntervalAndTheTTL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		idle, touch time.Duration
@@ -462,6 +468,7 @@ func TestACachedReadEndsWithinTouchIntervalAndTheTTL(t *testing.T) {
 }
 
 func TestTwoCachedInstancesSeeEachOthersWrites(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	a := newCachedStore(t, srv.Client(t), session.RedisOptions{})
 	b := newCachedStore(t, srv.Client(t), session.RedisOptions{})
@@ -600,6 +607,7 @@ func TestAFailoverDropsTheCache(t *testing.T) {
 }
 
 func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
+	t.Parallel()
 	s := newCacheSetup(t)
 	cached, other := sessiontest.NewKey("gus"), sessiontest.NewKey("gus")
 	s.create(t, cached, nil)

@@ -168,6 +168,7 @@ func rotationRedis(t *testing.T) map[string]func(t *testing.T) (*redis.Client, s
 // was taken over and before the new one was created: the revocation found
 // nothing and the renewed session lived on with the revoked public ID.
 func TestARevocationBetweenTheStepsOfARenewalEndsTheRenewedSession(t *testing.T) {
+	t.Parallel()
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
 	revocations := map[string]func(ctx context.Context, s session.Store, user, id string) error{
 		"revoke all": func(ctx context.Context, s session.Store, user, _ string) error {
@@ -260,6 +261,7 @@ func TestALogoutBetweenTheStepsOfAnAnonymousRenewalEndsBoth(t *testing.T) {
 // TestARenewalRacingRevokeAllLeavesNoLiveSession races the two, many
 // times, without arranging the order.
 func TestARenewalRacingRevokeAllLeavesNoLiveSession(t *testing.T) {
+	t.Parallel()
 	p := session.Policy{IdleTimeout: time.Hour, Lifetime: time.Hour, TouchInterval: time.Minute}
 	for setup, connect := range rotationRedis(t) {
 		t.Run(setup, func(t *testing.T) {
@@ -317,6 +319,7 @@ func exhaustMemory(t *testing.T, admin *redis.Client) {
 // first and the creation of the new one (refused) second, so a failed
 // login destroyed the visitor's session and its values.
 func TestALoginRefusedForLackOfMemoryKeepsTheAnonymousSession(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
 	admin := srv.Client(t)
 	store := newRedisStore(t, srv.Client(t), session.RedisOptions{})
@@ -359,6 +362,7 @@ func TestALoginRefusedForLackOfMemoryKeepsTheAnonymousSession(t *testing.T) {
 // re-login of a user's session is one script. Under OOM it either works
 // or fails without a trace; never does it lose the session or its values.
 func TestARotationOfAUsersSessionUnderOOMLeavesOneWholeSession(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
 	admin := srv.Client(t)
 	store := newRedisStore(t, srv.Client(t), session.RedisOptions{})

@@ -40,6 +40,7 @@ func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
 }
 
 func TestRedisStoreConformanceOnRealRedis(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
