@@ -42,16 +42,8 @@ func TestRedisStoreConformanceWithLocalCache(t *testing.T) {
 	skipIfShort(t, "the whole conformance suite on real time with the cache on")
 	srv := redistest.Start(t)
 	c := srv.Client(t)
-	sessiontest.RunStoreTests(t, sessiontest.Harness{
-		New: func(t *testing.T) session.Store {
-			if err := c.FlushAll(t.Context()).Err(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { assertEveryKeyHasTTL(t, c) })
-			return newCachedStore(t, c, session.RedisOptions{})
-		},
-		Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
-		Unit:    50 * time.Millisecond,
+	runConformanceOnRealTime(t, c, 50*time.Millisecond, func(t *testing.T) session.Store {
+		return newCachedStore(t, c, session.RedisOptions{})
 	})
 }
 
@@ -59,16 +51,8 @@ func TestRedisSentinelConformanceWithLocalCache(t *testing.T) {
 	skipIfShort(t, "starts a primary, a replica and three sentinels")
 	sentinel := redistest.StartSentinel(t)
 	fc := sentinel.Client(t, nil)
-	sessiontest.RunStoreTests(t, sessiontest.Harness{
-		New: func(t *testing.T) session.Store {
-			if err := fc.FlushAll(t.Context()).Err(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { assertEveryKeyHasTTL(t, fc) })
-			return newCachedStore(t, fc, session.RedisOptions{})
-		},
-		Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
-		Unit:    100 * time.Millisecond,
+	runConformanceOnRealTime(t, fc, 100*time.Millisecond, func(t *testing.T) session.Store {
+		return newCachedStore(t, fc, session.RedisOptions{})
 	})
 }
 

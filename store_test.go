@@ -41,18 +41,27 @@ func TestRedisStoreConformanceOnMiniredis(t *testing.T) {
 
 func TestRedisStoreConformanceOnRealRedis(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	c := srv.Client(t)
+	c := redistest.Start(t).Client(t)
+	runConformanceOnRealTime(t, c, 50*time.Millisecond, func(t *testing.T) session.Store {
+		return newRedisStore(t, c, session.RedisOptions{})
+	})
+}
+
+// runConformanceOnRealTime runs the conformance suite on a real Redis
+// behind c, emptied before each test and checked after it for keys
+// without a TTL, with the store newStore makes.
+func runConformanceOnRealTime(t *testing.T, c redis.UniversalClient, unit time.Duration, newStore func(t *testing.T) session.Store) {
+	t.Helper()
 	sessiontest.RunStoreTests(t, sessiontest.Harness{
 		New: func(t *testing.T) session.Store {
 			if err := c.FlushAll(t.Context()).Err(); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { assertEveryKeyHasTTL(t, c) })
-			return newRedisStore(t, c, session.RedisOptions{})
+			return newStore(t)
 		},
 		Advance: func(t *testing.T, d time.Duration) { time.Sleep(d) },
-		Unit:    50 * time.Millisecond,
+		Unit:    unit,
 	})
 }
 
