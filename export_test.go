@@ -1,6 +1,9 @@
 package session
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // LocalCopiesOf reports how many of userID's sessions f holds a local copy
 // of that it would serve in an outage beginning now.
@@ -15,4 +18,16 @@ func FeedEpoch(f *FallbackStore) uint64 {
 	}
 	epoch, _ := f.watch.Epoch()
 	return epoch
+}
+
+// FeedBarrier returns once every report f's change feed was sent before
+// the call has reached f's local copies: a copy seen after it is not about
+// to be dropped for a change made before it.
+func FeedBarrier(f *FallbackStore) error {
+	if f.watch == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return f.watch.Watch(ctx, nil, func(Key, Record, uint64) {})
 }

@@ -39,7 +39,15 @@ func TestASessionMadeInOneOutageSurvivesTheNext(t *testing.T) {
 // would serve in an outage ("" for an anonymous session).
 func awaitLocalCopy(t *testing.T, fb *session.FallbackStore, userID string) {
 	t.Helper()
-	waitFor(t, "a local copy of "+userID+"'s session", 2*time.Second, func() bool { return session.LocalCopiesOf(fb, userID) > 0 })
+	has := func() bool { return session.LocalCopiesOf(fb, userID) > 0 }
+	waitFor(t, "a local copy of "+userID+"'s session", 2*time.Second, has)
+	// The report of a write made before now (a touch, the login itself)
+	// may still be on its way, and would drop the copy seen here until it
+	// is confirmed again.
+	if err := session.FeedBarrier(fb); err != nil {
+		t.Fatalf("change feed: %v", err)
+	}
+	waitFor(t, "a local copy of "+userID+"'s session, confirmed after the feed's barrier", 2*time.Second, has)
 }
 
 // eventually polls cond for up to within and reports whether it held.
