@@ -211,7 +211,17 @@ func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Recor
 		if rec, ok := s.cache.get(k, time.Now()); ok {
 			return rec, nil
 		}
+	} else {
+		if rec, err := s.readPlain(ctx, k, keys, p); err != errNeedsScript {
+			return rec, err
+		}
 	}
+	return s.loadScript(ctx, k, keys, c, p)
+}
+
+// loadScript loads k by the load script, which also slides its TTL,
+// touches it when due and deletes it if dead.
+func (s *RedisStore) loadScript(ctx context.Context, k Key, keys []string, c Client, p Policy) (Record, error) {
 	res, err := s.runSession(ctx, k, p, scriptLoad, loadedNext(k), keys, k.Hash, k.UserID,
 		millis(p.IdleTimeout), p.TouchInterval.Milliseconds(), c.UserAgent, c.IP).Result()
 	if err != nil {
@@ -225,6 +235,9 @@ func (s *RedisStore) Update(ctx context.Context, k Key, c Change, p Policy) erro
 	keys, err := s.keys(k)
 	if err != nil {
 		return err
+	}
+	if s.cache == nil {
+		return s.updatePlain(ctx, k, keys, c, p.IdleTimeout)
 	}
 	args := make([]any, 0, 4+2*len(c.Set)+len(c.Delete))
 	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), len(c.Set))
@@ -249,6 +262,9 @@ func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, 
 	keys, err := s.keys(k)
 	if err != nil {
 		return 0, err
+	}
+	if s.cache == nil {
+		return s.incrPlain(ctx, k, keys, name, delta, p.IdleTimeout)
 	}
 	res, err := s.runSession(ctx, k, p, scriptIncr, incrNext(name), keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
 	if err != nil {

@@ -14,6 +14,7 @@ const (
 	valuePrefix = "v:"
 	fieldID     = "@id"
 	fieldUser   = "@u"
+	fieldGen    = "@g"
 	fieldCreate = "@c"
 	fieldSeen   = "@s"
 	fieldExpire = "@x"
@@ -97,43 +98,71 @@ func parseHash(k Key, res any) (Record, error) {
 	if !ok || len(list)%2 != 0 {
 		return Record{}, errCorrupt
 	}
-	rec := Record{UserID: k.UserID, Values: make(map[string]string, len(list)/2)}
-	var haveCreated, haveSeen, haveExpires bool
+	h := newHashReader(k, len(list)/2)
 	for i := 0; i < len(list); i += 2 {
 		name, ok1 := list[i].(string)
 		value, ok2 := list[i+1].(string)
 		if !ok1 || !ok2 {
 			return Record{}, errCorrupt
 		}
-		if v, ok := strings.CutPrefix(name, valuePrefix); ok {
-			rec.Values[v] = value
-			continue
-		}
-		switch name {
-		case fieldID:
-			rec.ID = value
-		case fieldUser:
-			if value != k.UserID {
-				return Record{}, errUserMismatch
-			}
-		case fieldCreate:
-			rec.Created, haveCreated = parseMillis(value)
-		case fieldSeen:
-			rec.LastSeen, haveSeen = parseMillis(value)
-		case fieldExpire:
-			rec.Expires, haveExpires = parseMillis(value)
-		case fieldAgent:
-			rec.UserAgent = value
-		case fieldIP:
-			rec.IP = value
-		case fieldRemembered:
-			rec.Remembered = value == "1"
-		}
+		h.field(name, value)
 	}
-	if rec.ID == "" || !haveCreated || !haveSeen || !haveExpires {
+	return h.record()
+}
+
+// parseHashMap is parseHash for a hash read as a map (HGETALL).
+func parseHashMap(k Key, m map[string]string) (Record, error) {
+	h := newHashReader(k, len(m))
+	for name, value := range m {
+		h.field(name, value)
+	}
+	return h.record()
+}
+
+// hashReader builds a Record from a session hash's fields.
+type hashReader struct {
+	rec                                Record
+	wrongUser                          bool
+	haveCreated, haveSeen, haveExpires bool
+}
+
+func newHashReader(k Key, n int) *hashReader {
+	return &hashReader{rec: Record{UserID: k.UserID, Values: make(map[string]string, n)}}
+}
+
+func (h *hashReader) field(name, value string) {
+	if v, ok := strings.CutPrefix(name, valuePrefix); ok {
+		h.rec.Values[v] = value
+		return
+	}
+	switch name {
+	case fieldID:
+		h.rec.ID = value
+	case fieldUser:
+		h.wrongUser = h.wrongUser || value != h.rec.UserID
+	case fieldCreate:
+		h.rec.Created, h.haveCreated = parseMillis(value)
+	case fieldSeen:
+		h.rec.LastSeen, h.haveSeen = parseMillis(value)
+	case fieldExpire:
+		h.rec.Expires, h.haveExpires = parseMillis(value)
+	case fieldAgent:
+		h.rec.UserAgent = value
+	case fieldIP:
+		h.rec.IP = value
+	case fieldRemembered:
+		h.rec.Remembered = value == "1"
+	}
+}
+
+func (h *hashReader) record() (Record, error) {
+	if h.wrongUser {
+		return Record{}, errUserMismatch
+	}
+	if h.rec.ID == "" || !h.haveCreated || !h.haveSeen || !h.haveExpires {
 		return Record{}, errCorrupt
 	}
-	return rec, nil
+	return h.rec, nil
 }
 
 func parseMillis(s string) (time.Time, bool) {

@@ -117,4 +117,5 @@ var (
 	scriptList      = loadScript("list")
 	scriptRevoke    = loadScript("revoke")
 	scriptRevokeAll = loadScript("revokeall")
+	scriptSettle    = loadScript("settle")
 )

@@ -121,11 +121,7 @@ func liveRecord(k Key, hash *redis.MapStringStringCmd, gen *redis.StringCmd) (Re
 	if err != nil || len(h) == 0 {
 		return Record{}, false
 	}
-	list := make([]any, 0, 2*len(h))
-	for name, v := range h {
-		list = append(list, name, v)
-	}
-	rec, err := parseHash(k, list)
+	rec, err := parseHashMap(k, h)
 	if err != nil || !time.Now().Before(rec.Expires) {
 		return Record{}, false
 	}
