@@ -77,7 +77,8 @@ type RedisStore struct {
 // NewRedisStore returns a store on c. It does no I/O, so it neither blocks
 // nor fails when Redis is down. It refuses a nil client and invalid options
 // (a Prefix with a brace, a negative WaitReplicas, WaitTimeout or
-// LocalCache.Size, a LocalCache on a client other than *redis.Client) with
+// LocalCache.Size, a LocalCache on a Ring or any client other than
+// *redis.Client and *redis.ClusterClient) with
 // ErrInvalidOptions, so nothing fails later for a reason known now. With
 // the local cache on, it starts the cache's invalidation connections in the
 // background; Close stops them.
@@ -94,10 +95,6 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 	case opts.LocalCache.Size < 0:
 		return nil, fmt.Errorf("%w: RedisOptions.LocalCache.Size is negative", ErrInvalidOptions)
 	}
-	single, isSingle := c.(*redis.Client)
-	if opts.LocalCache.Size > 0 && !isSingle {
-		return nil, errCacheNeedsClient(c)
-	}
 	s := &RedisStore{c: c, prefix: opts.Prefix, waitReplicas: opts.WaitReplicas, waitTimeout: opts.WaitTimeout}
 	s.cluster, _ = c.(*redis.ClusterClient)
 	if s.prefix == "" {
@@ -107,7 +104,11 @@ func NewRedisStore(c redis.UniversalClient, opts RedisOptions) (*RedisStore, err
 		s.waitTimeout = DefaultWaitTimeout
 	}
 	if opts.LocalCache.Size > 0 {
-		s.cache = newRedisCache(s, single, opts.LocalCache.Size)
+		cache, err := newRedisCache(s, c, opts.LocalCache.Size)
+		if err != nil {
+			return nil, err
+		}
+		s.cache = cache
 	}
 	return s, nil
 }

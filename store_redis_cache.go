@@ -20,8 +20,9 @@ import (
 // session stops being current: the store keeps CLIENT TRACKING (Redis 6 or
 // later, NOLOOP) on connections of its own (4), redirected to a Pub/Sub
 // connection it watches, the mechanism FallbackStore's local copies use;
-// so it holds 5 connections to the primary besides the client's pool. An entry is
-// served only while all of this holds:
+// so it holds 5 connections to the primary (to each primary, on Cluster)
+// besides the client's pool. An entry is served only while all of this
+// holds:
 //   - it was read under the current invalidation epoch: losing any of
 //     these connections (noticed at once when a call on it fails or the
 //     subscriber's read fails, otherwise within about two heartbeats, 2s),
@@ -51,10 +52,16 @@ import (
 // A write through this store (Update, Incr, Rotate, Delete, Revoke,
 // RevokeAll, a Create that caps the user's sessions) updates or drops the
 // entries it affects before it returns, so this process reads its own
-// writes. The cache works on a single node and on Sentinel
-// (*redis.Client); NewRedisStore refuses it on any other client, Cluster
-// included, with ErrInvalidOptions, since each cluster node tracks only its
-// own keys.
+// writes.
+//
+// The cache works on a single node, Sentinel (*redis.Client) and Cluster
+// (*redis.ClusterClient); NewRedisStore refuses it on a Ring with
+// ErrInvalidOptions. A cluster primary tracks only its own keys, so on
+// Cluster the store keeps those 5 connections per primary, and an entry is
+// served only while the client still maps its slot to the primary it was
+// read from; any change of the slot map (seen by a CLUSTER SLOTS check
+// every second, or at once by a MOVED or ASK reply) drops everything, as
+// the keys' new primary knows nothing of what was cached.
 type LocalCacheOptions struct {
 	// Size is how many sessions the cache keeps, least recently used out
 	// first. Default 0: no cache.
@@ -69,9 +76,14 @@ const cacheTrackConns = 4
 // redisCache is RedisStore's local read cache (see LocalCacheOptions). It
 // is safe for concurrent use.
 type redisCache struct {
-	s   *RedisStore
-	inv *invalidator
-	max int
+	s       *RedisStore
+	single  *cacheNode       // on a *redis.Client
+	cluster *clusterTracking // on a *redis.ClusterClient
+	max     int
+	// topo counts the changes of the cluster's slot map seen so far: an
+	// entry read under an earlier count is not served (always 0 off
+	// Cluster).
+	topo atomic.Uint64
 
 	mu     sync.Mutex
 	m      map[Key]*list.Element
@@ -92,24 +104,62 @@ type redisCache struct {
 	closeOnce sync.Once
 }
 
+// cacheNode is one primary the cache tracks keys on.
+type cacheNode struct {
+	addr string
+	inv  *invalidator
+}
+
 type cacheEntry struct {
 	key   Key
+	name  string // the session hash's key, for its cluster slot
 	rec   Record
-	epoch uint64    // the invalidation epoch it was read under
-	until time.Time // served while now is before it
+	node  *cacheNode // the primary it was read from
+	epoch uint64     // node's invalidation epoch it was read under
+	topo  uint64     // the slot-map count it was read under
+	until time.Time  // served while now is before it
 	// touchBy is when, by this process's clock, the session's last-seen
 	// time turns TouchInterval old (until is no later): a write that
 	// slides the TTL but writes no last-seen time keeps it.
 	touchBy time.Time
 }
 
-func newRedisCache(s *RedisStore, c *redis.Client, size int) *redisCache {
+// newRedisCache starts a cache on c, a *redis.Client or a
+// *redis.ClusterClient (errCacheNeedsClient otherwise).
+func newRedisCache(s *RedisStore, c redis.UniversalClient, size int) (*redisCache, error) {
 	rc := &redisCache{s: s, max: size, m: map[Key]*list.Element{}, byUser: map[string]map[Key]struct{}{},
 		toConfirm: map[Key]Policy{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	rc.inv = newInvalidator(*c.Options(), cacheTrackConns, rc.changed)
+	switch c := c.(type) {
+	case *redis.Client:
+		rc.single = rc.newNode(*c.Options())
+	case *redis.ClusterClient:
+		rc.cluster = newClusterTracking(rc, c)
+	default:
+		return nil, errCacheNeedsClient(c)
+	}
 	go rc.confirmLoop()
-	return rc
+	return rc, nil
 }
+
+// newNode starts tracking on the node that opts connect to.
+func (c *redisCache) newNode(opts redis.Options) *cacheNode {
+	n := &cacheNode{addr: opts.Addr}
+	n.inv = newInvalidator(opts, cacheTrackConns, func(names []string) { c.changed(n, names) })
+	return n
+}
+
+// nodeFor returns the node whose tracking covers the key name now, or
+// errNotTracked.
+func (c *redisCache) nodeFor(ctx context.Context, name string) (*cacheNode, error) {
+	if c.cluster != nil {
+		return c.cluster.nodeFor(ctx, name)
+	}
+	return c.single, nil
+}
+
+// errNotTracked: no tracking connection could be found for a key; nothing
+// was sent.
+var errNotTracked = errors.New("session: no tracking for the key's node")
 
 func (c *redisCache) Close() error {
 	if c == nil {
@@ -119,7 +169,10 @@ func (c *redisCache) Close() error {
 		close(c.stop)
 		<-c.done
 	})
-	return c.inv.Close()
+	if c.cluster != nil {
+		return c.cluster.Close()
+	}
+	return c.single.inv.Close()
 }
 
 // confirm asks for k to be read into the cache in the background.
@@ -167,27 +220,44 @@ func (c *redisCache) confirmLoop() {
 	}
 }
 
+// confirmRead is one session's reads in a confirming batch.
+type confirmRead struct {
+	k     Key
+	p     Policy
+	names []string
+	hash  *redis.MapStringStringCmd
+	gen   *redis.StringCmd
+	pttl  *redis.DurationCmd
+}
+
 func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) error {
-	type read struct {
-		k     Key
-		p     Policy
-		names []string
-		hash  *redis.MapStringStringCmd
-		gen   *redis.StringCmd
-		pttl  *redis.DurationCmd
-	}
-	reads := make([]read, 0, len(batch))
+	byNode := map[*cacheNode][]confirmRead{}
 	for k, p := range batch {
-		if names, err := c.s.keys(k); err == nil {
-			reads = append(reads, read{k: k, p: p, names: names})
+		names, err := c.s.keys(k)
+		if err != nil {
+			continue
+		}
+		if node, err := c.nodeFor(ctx, names[0]); err == nil {
+			byNode[node] = append(byNode[node], confirmRead{k: k, p: p, names: names})
 		}
 	}
+	var errs []error
+	for node, reads := range byNode {
+		errs = append(errs, c.confirmOn(ctx, node, reads))
+	}
+	return errors.Join(errs...)
+}
+
+// confirmOn reads sessions that node holds into the cache, in one barrier
+// and one pipeline on its tracking connection.
+func (c *redisCache) confirmOn(ctx context.Context, node *cacheNode, reads []confirmRead) error {
 	c.mu.Lock()
 	writes := c.writes
 	c.mu.Unlock()
+	topo := c.topo.Load()
 	sent := time.Now()
 	var now *redis.TimeCmd
-	return c.inv.track(ctx, func(pipe redis.Pipeliner) {
+	return node.inv.track(ctx, func(pipe redis.Pipeliner) {
 		for i := range reads {
 			r := &reads[i]
 			r.hash = pipe.HGetAll(ctx, r.names[0])
@@ -204,6 +274,9 @@ func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) err
 			return
 		}
 		for _, r := range reads {
+			if c.redirectedLocked(r.hash.Err()) {
+				return
+			}
 			if reported(r.names[0]) || (r.gen != nil && reported(r.names[1])) || r.pttl.Err() != nil {
 				continue
 			}
@@ -213,7 +286,7 @@ func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) err
 			}
 			touchBy := sent.Add(r.p.TouchInterval - now.Val().Sub(rec.LastSeen))
 			if until := minTime(touchBy, sent.Add(r.pttl.Val())); sent.Before(until) {
-				c.putLocked(&cacheEntry{key: r.k, rec: rec, epoch: epoch, until: until, touchBy: touchBy})
+				c.putLocked(&cacheEntry{key: r.k, name: r.names[0], rec: rec, node: node, epoch: epoch, topo: topo, until: until, touchBy: touchBy})
 			}
 		}
 	})
@@ -221,7 +294,6 @@ func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) err
 
 // get returns k's entry if it may be served now.
 func (c *redisCache) get(k Key, now time.Time) (Record, bool) {
-	epoch := c.inv.liveEpoch.Load()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[k]
@@ -229,7 +301,7 @@ func (c *redisCache) get(k Key, now time.Time) (Record, bool) {
 		return Record{}, false
 	}
 	ent := e.Value.(*cacheEntry)
-	if epoch == 0 || ent.epoch != epoch || !now.Before(ent.until) {
+	if !c.servableLocked(ent, now) {
 		c.removeLocked(e)
 		return Record{}, false
 	}
@@ -237,7 +309,21 @@ func (c *redisCache) get(k Key, now time.Time) (Record, bool) {
 	return copyRecord(ent.rec), true
 }
 
+// servableLocked reports whether ent may be served at now: its node's
+// epoch and the slot map are those it was read under, and on Cluster the
+// client still maps its slot to that node.
+func (c *redisCache) servableLocked(ent *cacheEntry, now time.Time) bool {
+	epoch := ent.node.inv.liveEpoch.Load()
+	if epoch == 0 || ent.epoch != epoch || ent.topo != c.topo.Load() || !now.Before(ent.until) {
+		return false
+	}
+	return c.cluster == nil || c.cluster.owns(ent.node, ent.name)
+}
+
 func (c *redisCache) putLocked(ent *cacheEntry) {
+	if ent.topo != c.topo.Load() {
+		return // read under a slot map since changed
+	}
 	if e, ok := c.m[ent.key]; ok {
 		c.removeLocked(e)
 	}
@@ -280,14 +366,23 @@ func (c *redisCache) dropLocked(k Key) {
 	}
 }
 
-// changed hears the invalidator: names are the keys Redis reported
-// changed, nil for all of them.
-func (c *redisCache) changed(names []string) {
+// changed hears node's invalidator: names are the keys Redis reported
+// changed, nil for all of node's.
+func (c *redisCache) changed(node *cacheNode, names []string) {
 	c.mu.Lock()
-	if names == nil {
+	switch {
+	case names == nil && c.cluster == nil:
 		c.m = map[Key]*list.Element{}
 		c.byUser = map[string]map[Key]struct{}{}
 		c.lru.Init()
+	case names == nil:
+		for e := c.lru.Front(); e != nil; {
+			next := e.Next()
+			if e.Value.(*cacheEntry).node == node {
+				c.removeLocked(e)
+			}
+			e = next
+		}
 	}
 	for _, name := range names {
 		if k, ok := c.s.keyOf(name); ok {
@@ -313,6 +408,39 @@ func (c *redisCache) wrote(keys ...Key) {
 	for _, k := range keys {
 		c.dropLocked(k)
 	}
+}
+
+// dropAllLocked drops every entry and counts a change of the slot map, so
+// that no read under the old one is kept either.
+func (c *redisCache) dropAllLocked() {
+	c.topo.Add(1)
+	c.m = map[Key]*list.Element{}
+	c.byUser = map[string]map[Key]struct{}{}
+	c.lru.Init()
+}
+
+// redirectedLocked reports whether err is a cluster node's refusal to
+// serve a slot (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): the command did not
+// run, and the slot map has changed, so everything is dropped and the
+// client reloads its map.
+func (c *redisCache) redirectedLocked(err error) bool {
+	if c.cluster == nil || err == nil {
+		return false
+	}
+	for _, prefix := range []string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			c.dropAllLocked()
+			c.cluster.recheck()
+			return true
+		}
+	}
+	return false
+}
+
+func (c *redisCache) redirected(err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.redirectedLocked(err)
 }
 
 // cacheNext computes a session's record after a script from the script's
@@ -370,17 +498,23 @@ func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *re
 		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			continue // not run: try again with the script's body
 		}
+		if err == nil && c.redirected(cmd.Err()) {
+			break // not run: through the client, which follows the slot
+		}
 		if err == nil {
 			if cmd.Err() != nil {
 				cmd.SetErr(refusal(cmd.Err()))
 			}
 			return cmd
 		}
-		if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && script != scriptLoad {
-			// The write may or may not have run: as with any lost reply.
-			cmd := redis.NewCmd(ctx)
-			cmd.SetErr(err)
-			return cmd
+		if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && !errors.Is(err, errNotTracked) {
+			c.s.noteFailure(err) // the node may be gone
+			if script != scriptLoad {
+				// The write may or may not have run: as with any lost reply.
+				cmd := redis.NewCmd(ctx)
+				cmd.SetErr(err)
+				return cmd
+			}
 		}
 		break
 	}
@@ -399,6 +533,10 @@ func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *re
 // could have changed the session was reported or written meanwhile.
 func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, load bool, next cacheNext, keys []string, args []any) (*redis.Cmd, error) {
+	node, err := c.nodeFor(ctx, keys[0])
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	writes := c.writes
 	var base *cacheEntry
@@ -406,6 +544,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 		base = e.Value.(*cacheEntry)
 	}
 	c.mu.Unlock()
+	topo := c.topo.Load()
 	sent := time.Now()
 	var (
 		cmd  *redis.Cmd
@@ -413,7 +552,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 		pttl *redis.DurationCmd
 		now  *redis.TimeCmd
 	)
-	err := c.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
+	err = node.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
 		cmd = eval(ctx, pipe, keys, args...)
 		pttl = pipe.PTTL(ctx, keys[0]) // tracks the hash again, after the script's writes
 		if load {
@@ -444,7 +583,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 			return
 		}
 		var from *Record
-		if base != nil && held == base && base.epoch == epoch {
+		if base != nil && held == base && base.node == node && base.epoch == epoch && base.topo == topo {
 			from = &base.rec
 		}
 		rec, ok := next(from, res)
@@ -461,7 +600,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 			return
 		}
 		if until := minTime(touchBy, sent.Add(pttl.Val())); sent.Before(until) && time.Now().Before(rec.Expires) {
-			c.putLocked(&cacheEntry{key: k, rec: rec, epoch: epoch, until: until, touchBy: touchBy})
+			c.putLocked(&cacheEntry{key: k, name: keys[0], rec: rec, node: node, epoch: epoch, topo: topo, until: until, touchBy: touchBy})
 		}
 	})
 	if err != nil {
@@ -480,5 +619,5 @@ func minTime(a, b time.Time) time.Time {
 // errCacheNeedsClient: the local cache was asked for on a client it cannot
 // track through.
 func errCacheNeedsClient(c redis.UniversalClient) error {
-	return fmt.Errorf("%w: RedisOptions.LocalCache needs a single-node or Sentinel client (*redis.Client), not a %T: on Cluster each node tracks only its own keys, which the cache does not follow", ErrInvalidOptions, c)
+	return fmt.Errorf("%w: RedisOptions.LocalCache needs a single-node, Sentinel or Cluster client (*redis.Client or *redis.ClusterClient), not a %T: a Ring's shards are not tracked", ErrInvalidOptions, c)
 }
