@@ -13,7 +13,7 @@ import (
 )
 
 // The everyday calls, a read and a write of a live session, go without a
-// script: one MULTI of plain commands, checked here, costs Redis about half
+// script: one pipeline or MULTI of plain commands, checked here, costs Redis about half
 // the CPU of a script doing the same (README, Performance). A script runs
 // only where Redis must change what it holds because of what was read:
 //   - a read whose session is due a touch (its last-seen time is
@@ -39,8 +39,8 @@ import (
 // errNeedsScript: the plain read found what only the load script may act on.
 var errNeedsScript = errors.New("session: the read needs the load script")
 
-// readPlain loads k with one MULTI: the server's time, the hash and the
-// user's generation. It returns errNeedsScript when the load script must
+// readPlain loads k with one pipeline of plain reads (a MULTI on Cluster):
+// the server's time, the hash and the user's generation. It returns errNeedsScript when the load script must
 // run: the session is due a touch or dead, or Redis refused a command (the
 // script then gives the exact answer).
 func (s *RedisStore) readPlain(ctx context.Context, k Key, keys []string, p Policy) (Record, error) {
@@ -49,12 +49,21 @@ func (s *RedisStore) readPlain(ctx context.Context, k Key, keys []string, p Poli
 		hash *redis.MapStringStringCmd
 		gen  *redis.StringCmd
 	)
-	_, err := s.c.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+	// One connection takes a plain pipeline whole; a cluster client splits
+	// one by command under ReadOnly or RouteRandomly, sending the reads to
+	// replicas, and takes a MULTI whole to the primary. The reads need not
+	// be atomic: the generation only grows, so reading it after the hash
+	// can only make a live session look revoked, and the script then
+	// decides.
+	pipelined := s.c.Pipelined
+	if s.cluster != nil {
+		pipelined = s.c.TxPipelined
+	}
+	_, err := pipelined(ctx, func(pipe redis.Pipeliner) error {
 		// A write that never applies (the key's TTL is always later than
-		// now): a replica refuses the MULTI (READONLY), and go-redis's
-		// read routing (ReadOnly, RouteRandomly) sends it to the primary,
-		// so a session is never read from a replica that may not have
-		// seen its logout yet.
+		// now): a replica refuses it (READONLY), and the read with it, so
+		// a session is never read from a replica that may not have seen
+		// its logout yet.
 		pipe.Do(ctx, "PEXPIRE", keys[0], 0, "GT")
 		now = pipe.Time(ctx)
 		hash = pipe.HGetAll(ctx, keys[0])
