@@ -135,6 +135,22 @@ func TestAWriteWhoseCleanupFailedLeavesAHashThatIsNoSessionAndExpires(t *testing
 	if n := rc.Exists(ctx, left).Val(); n != 0 {
 		t.Errorf("the later Update's cleanup left the hash: %v", rc.HGetAll(ctx, left).Val())
 	}
+
+	// What such a write leaves does not stand in the way of a session
+	// created under its key (FallbackStore restores sessions by key).
+	if err := bstore.Update(ctx, k, session.Change{Set: map[string]string{"cart": "apples"}}, testPolicy); err == nil {
+		t.Fatal("Update with its cleanup failing: err = nil")
+	}
+	if rc.Exists(ctx, left).Val() != 1 {
+		t.Fatal("no hash left the second time")
+	}
+	rec, err := store.Create(ctx, k, session.Record{Info: session.Info{ID: "restored"}, Values: map[string]string{"n": "1"}}, testPolicy)
+	if err != nil {
+		t.Fatalf("Create over what an ended session's write left: %v", err)
+	}
+	if got, err := store.Load(ctx, k, session.Client{}, testPolicy); err != nil || got.Values["cart"] != "" || got.Values["n"] != "1" {
+		t.Errorf("Load of the session created there = %+v, %v; want only its own values (%v)", got.Values, err, rec.Values)
+	}
 }
 
 func TestAReadWritesNothingUntilATouchIsDue(t *testing.T) {

@@ -6,7 +6,12 @@
 -- first being '@id' and the session's public ID. Returns {created, last
 -- seen, expires}, or a code (-5: the key exists; -2: revoked meanwhile).
 local now = now_ms()
-if redis.call('EXISTS', KEYS[1]) == 1 then return -5 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local m = redis.call('HMGET', KEYS[1], '@u', '@x')
+  if m[1] or m[2] then return -5 end
+  -- no session, but what a write to an ended one left (store_redis_read.go)
+  redis.call('DEL', KEYS[1])
+end
 if ARGV[9] ~= '' and KEYS[2] then
   -- A restored session never outlives a revocation: not of its public ID
   -- (revoke records those), nor a RevokeAll after its restorer's horizon
