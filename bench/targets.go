@@ -155,7 +155,7 @@ func format(v float64) string {
 }
 
 // summaryLibs orders the libraries as the summary tables show them.
-var summaryLibs = []string{"ours", "scs-idle", "gorilla", "raw", "raw-lua", "ours-pgcache", "ours-pg", "scs-pg", "ours-mem", "scs-mem", "none"}
+var summaryLibs = []string{"ours", "ours-cache", "scs-idle", "gorilla", "raw", "raw-lua", "ours-pgcache", "ours-pg", "scs-pg", "ours-mem", "scs-mem", "none"}
 
 // WriteSummary prints markdown tables of the medians in r: per request
 // (time, allocations, Redis round trips and commands, PostgreSQL round
