@@ -41,11 +41,14 @@ type Store interface {
 
 	// Load returns the session and slides its idle expiry. If its last-seen
 	// time is p.TouchInterval old or more, it is set to now and the client's
-	// user agent and IP are recorded; otherwise nothing is written.
+	// user agent and IP are recorded. A store may slide the expiry only
+	// then, so that a read writes nothing in between (RedisStore does): the
+	// session may then end up to p.TouchInterval early, never late.
 	Load(ctx context.Context, k Key, c Client, p Policy) (Record, error)
 
-	// Update applies c to the session's values (only the named fields) and
-	// slides its idle expiry, atomically. ErrNotFound if it no longer exists.
+	// Update applies c to the session's values (only the named fields),
+	// atomically, and may slide its idle expiry as Load does. ErrNotFound if
+	// it no longer exists, and then nothing of c remains stored.
 	Update(ctx context.Context, k Key, c Change, p Policy) error
 
 	// Incr adds delta to the integer value named name, atomically, and

@@ -50,16 +50,19 @@ const DefaultWaitTimeout = 100 * time.Millisecond
 // T is "u" + base64url(user ID) for a user's keys, so all of them share one
 // cluster slot and no user ID can reach into another's names; an anonymous
 // session's T is "a" + the start of its hash, spreading them over slots.
-// Every step that runs more than one command is one Lua script, so it is
-// atomic and costs one round trip.
+// Every step that runs more than one command is one Lua script or one
+// MULTI (a read: one pipeline on a single node), so it costs one round trip;
+// see store_redis_read.go for the everyday reads and writes, which go
+// without a script.
 //
 // Session reads go to primaries, as they must (a replica may not have seen a
-// logout yet): the store sends only EVAL and EVALSHA, which Redis does not
-// flag read-only, so a cluster client routes them to the slot's primary
-// even with ReadOnly, RouteRandomly or RouteByLatency set. A client that
-// talks to a replica only (FailoverOptions.ReplicaOnly with
-// NewFailoverClient, or a plain client on a replica's address) fails every
-// write and every read of a live session with a READONLY error.
+// logout yet): scripts (EVAL, EVALSHA) and MULTIs holding a write are not
+// flagged read-only, so a cluster client routes them to the slot's primary
+// even with ReadOnly, RouteRandomly or RouteByLatency set, and every read
+// carries a write that never applies. A client that talks to a replica only
+// (FailoverOptions.ReplicaOnly with NewFailoverClient, or a plain client on
+// a replica's address) fails every write and every read of a live session
+// with a READONLY error.
 //
 // On a cluster client, a failure that is not a Redis reply (a refused
 // connection to a primary that just died, a timeout) makes the client
