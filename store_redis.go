@@ -234,51 +234,25 @@ func (s *RedisStore) loadScript(ctx context.Context, k Key, keys []string, c Cli
 	return parseHash(k, res)
 }
 
-// Update implements Store.
+// Update implements Store, by plain commands (store_redis_read.go).
 func (s *RedisStore) Update(ctx context.Context, k Key, c Change, p Policy) error {
 	keys, err := s.keys(k)
 	if err != nil {
 		return err
 	}
-	if s.cache == nil {
-		return s.updatePlain(ctx, k, keys, c, p.IdleTimeout)
-	}
-	args := make([]any, 0, 4+2*len(c.Set)+len(c.Delete))
-	args = append(args, k.Hash, k.UserID, millis(p.IdleTimeout), len(c.Set))
-	for name, v := range c.Set {
-		args = append(args, valuePrefix+name, v)
-	}
-	for _, name := range c.Delete {
-		args = append(args, valuePrefix+name)
-	}
-	res, err := s.runSession(ctx, k, p, scriptUpdate, changedNext(c), keys, args...).Int64()
-	if err != nil {
-		return fmt.Errorf("session: redis update: %w", err)
-	}
-	if res != 1 {
-		return codeErr(res)
-	}
-	return nil
+	_, err = s.runPlain(ctx, plainUpdate(k, keys, c, p.IdleTimeout), p, changedNext(c))
+	return err
 }
 
-// Incr implements Store.
+// Incr implements Store, by plain commands (store_redis_read.go).
 func (s *RedisStore) Incr(ctx context.Context, k Key, name string, delta int64, p Policy) (int64, error) {
 	keys, err := s.keys(k)
 	if err != nil {
 		return 0, err
 	}
-	if s.cache == nil {
-		return s.incrPlain(ctx, k, keys, name, delta, p.IdleTimeout)
-	}
-	res, err := s.runSession(ctx, k, p, scriptIncr, incrNext(name), keys, k.Hash, k.UserID, millis(p.IdleTimeout), valuePrefix+name, delta).Result()
+	res, err := s.runPlain(ctx, plainIncr(k, keys, name, delta, p.IdleTimeout), p, incrNext(name))
 	if err != nil {
-		if msg := err.Error(); strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
-			return 0, ErrNotInteger
-		}
-		return 0, fmt.Errorf("session: redis incr: %w", err)
-	}
-	if code, ok := res.(int64); ok {
-		return 0, codeErr(code)
+		return 0, err
 	}
 	if list, ok := res.([]any); ok && len(list) == 1 {
 		if v, ok := list[0].(string); ok {

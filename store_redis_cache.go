@@ -59,7 +59,7 @@ import (
 // ErrInvalidOptions. A cluster primary tracks only its own keys, so on
 // Cluster the store keeps those 5 connections per primary, and an entry is
 // served only while the client still maps its slot to the primary it was
-// read from; any change of the slot map (seen by a CLUSTER SLOTS check
+// read from; any change of the slot map (seen by a CLUSTER SHARDS check
 // every second, or at once by a MOVED or ASK reply) drops everything, as
 // the keys' new primary knows nothing of what was cached.
 type LocalCacheOptions struct {
@@ -494,7 +494,11 @@ func incrNext(name string) cacheNext {
 // confirmed into the cache in the background.
 func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
 	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{script.EvalSha, script.Eval} {
-		cmd, err := c.throughTracker(ctx, k, p, eval, script == scriptLoad, next, keys, args)
+		var cmd *redis.Cmd
+		err := c.throughTracker(ctx, k, p, func(pipe redis.Pipeliner) func() (any, error) {
+			cmd = eval(ctx, pipe, keys, args...)
+			return cmd.Result
+		}, script == scriptLoad, next, keys)
 		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			continue // not run: try again with the script's body
 		}
@@ -527,15 +531,41 @@ func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *re
 	return cmd
 }
 
-// throughTracker sends eval in one MULTI with the reads that keep k in the
-// cache (PTTL of the hash; for a load, GET of the generation and TIME), on
-// the tracking connection, and caches what next makes of the reply if nothing that
-// could have changed the session was reported or written meanwhile.
+// runPlain sends an Update's or Incr's plain commands (w) on the tracking
+// connection, keeping the entry current as runSession does; through the
+// client, dropping the entry, if the tracking connection is busy or down.
+// It returns w's reply and error, which w.finish acts on.
+func (c *redisCache) runPlain(ctx context.Context, w *plainWrite, p Policy, next cacheNext) (any, error) {
+	err := c.throughTracker(ctx, w.k, p, func(pipe redis.Pipeliner) func() (any, error) {
+		w.queue(ctx, pipe)
+		return w.reply
+	}, false, next, w.keys)
+	if err == nil {
+		res, rerr := w.reply()
+		if !c.redirected(rerr) {
+			return res, rerr
+		}
+		// not run: through the client, which follows the slot
+	} else if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && !errors.Is(err, errNotTracked) {
+		c.s.noteFailure(err) // the node may be gone; the write may or may not have run
+		return nil, err
+	}
+	res, err := c.s.sendPlain(ctx, w)
+	c.wrote(w.k)
+	return res, err
+}
+
+// throughTracker sends what send queues (a script, or an update's plain
+// commands) in one MULTI with the reads that keep k in the cache (PTTL of
+// the hash; for a load, GET of the generation and TIME), on the tracking
+// connection, and caches what next makes of the reply send's function
+// returns (shaped as the script's) if nothing that could have changed the
+// session was reported or written meanwhile.
 func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
-	eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd, load bool, next cacheNext, keys []string, args []any) (*redis.Cmd, error) {
+	send func(pipe redis.Pipeliner) (reply func() (any, error)), load bool, next cacheNext, keys []string) error {
 	node, err := c.nodeFor(ctx, keys[0])
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.mu.Lock()
 	writes := c.writes
@@ -547,13 +577,13 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 	topo := c.topo.Load()
 	sent := time.Now()
 	var (
-		cmd  *redis.Cmd
-		gen  *redis.StringCmd
-		pttl *redis.DurationCmd
-		now  *redis.TimeCmd
+		reply func() (any, error)
+		gen   *redis.StringCmd
+		pttl  *redis.DurationCmd
+		now   *redis.TimeCmd
 	)
 	err = node.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
-		cmd = eval(ctx, pipe, keys, args...)
+		reply = send(pipe)
 		pttl = pipe.PTTL(ctx, keys[0]) // tracks the hash again, after the script's writes
 		if load {
 			// The scripts read the generation, and so track it; these
@@ -565,7 +595,8 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 			now = pipe.Time(ctx)
 		}
 	}, func(_ []redis.Cmder, epoch uint64, reported func(string) bool) {
-		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		res, err := reply()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			return // nothing ran: the entry stays, for the EVAL that follows
 		}
 		c.mu.Lock()
@@ -578,7 +609,6 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 		if c.writes != writes || reported(keys[0]) || (gen != nil && reported(keys[1])) {
 			return
 		}
-		res, err := cmd.Result()
 		if err != nil || pttl.Err() != nil || (now != nil && now.Err() != nil) || (gen != nil && gen.Err() != nil) {
 			return
 		}
@@ -603,10 +633,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 			c.putLocked(&cacheEntry{key: k, name: keys[0], rec: rec, node: node, epoch: epoch, topo: topo, until: until, touchBy: touchBy})
 		}
 	})
-	if err != nil {
-		return nil, err
-	}
-	return cmd, nil
+	return err
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -19,7 +19,7 @@ import (
 //
 // A failover or a resharding moves keys to a primary whose tracking knows
 // nothing of what this process cached, so every change of the slot map the
-// store sees drops every entry: the watch, which compares CLUSTER SLOTS
+// store sees drops every entry: the watch, which compares CLUSTER SHARDS
 // every invalidationHeartbeat (and at once after a redirect), and a
 // MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply on a tracking connection.
 // Between those, an entry is served only while its primary's epoch lasts
@@ -117,8 +117,8 @@ func (t *clusterTracking) watch() {
 	last := ""
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), invalidationHeartbeat)
-		if slots, err := t.cc.ClusterSlots(ctx).Result(); err == nil {
-			if now := slotMapOf(slots); now != last {
+		if shards, err := t.cc.ClusterShards(ctx).Result(); err == nil {
+			if now := slotMapOf(shards); now != last {
 				t.c.mu.Lock()
 				t.c.dropAllLocked()
 				t.c.mu.Unlock()
@@ -137,14 +137,18 @@ func (t *clusterTracking) watch() {
 }
 
 // slotMapOf renders which primary (ID and address) serves each slot range.
-func slotMapOf(slots []redis.ClusterSlot) string {
-	lines := make([]string, 0, len(slots))
-	for _, s := range slots {
+func slotMapOf(shards []redis.ClusterShard) string {
+	var lines []string
+	for _, sh := range shards {
 		primary := ""
-		if len(s.Nodes) > 0 {
-			primary = s.Nodes[0].ID + "@" + s.Nodes[0].Addr
+		for _, n := range sh.Nodes {
+			if n.Role == "master" && n.Health != "failed" {
+				primary = n.ID + "@" + n.IP + ":" + strconv.FormatInt(n.Port, 10)
+			}
 		}
-		lines = append(lines, strconv.Itoa(s.Start)+"-"+strconv.Itoa(s.End)+" "+primary)
+		for _, r := range sh.Slots {
+			lines = append(lines, strconv.FormatInt(r.Start, 10)+"-"+strconv.FormatInt(r.End, 10)+" "+primary)
+		}
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")

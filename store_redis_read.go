@@ -13,9 +13,10 @@ import (
 )
 
 // The everyday calls, a read and a write of a live session, go without a
-// script: one pipeline or MULTI of plain commands, checked here, costs Redis about half
-// the CPU of a script doing the same (README, Performance). A script runs
-// only where Redis must change what it holds because of what was read:
+// script: one pipeline or MULTI of plain commands, checked here, costs
+// Redis about half the CPU of a script doing the same (README,
+// Performance). A script runs only where Redis must change what it holds
+// because of what was read:
 //   - a read whose session is due a touch (its last-seen time is
 //     TouchInterval old, or half its idle timeout) runs the load script
 //     next, which slides the TTL and writes the last-seen time: a second
@@ -33,8 +34,9 @@ import (
 // it has none of the metadata every read checks (the user, the absolute
 // end, the generation), and it has a TTL (PEXPIRE NX).
 //
-// The local cache keeps the scripts: its reads and writes go through its
-// tracking connections (store_redis_cache.go).
+// With the local cache on, reads go through the cache and, on a miss, the
+// load script on a tracking connection; writes send the same plain MULTI
+// on a tracking connection, so the entry stays cached (store_redis_cache.go).
 
 // errNeedsScript: the plain read found what only the load script may act on.
 var errNeedsScript = errors.New("session: the read needs the load script")
@@ -108,58 +110,163 @@ func touchEvery(p Policy, own string) time.Duration {
 	return min(p.TouchInterval, idle/2)
 }
 
-// updatePlain applies c to k in one MULTI that also reads what the update
-// script checks first. If the session was not live, the writes are
-// deleted again (scriptSettle) and the reason returned.
-func (s *RedisStore) updatePlain(ctx context.Context, k Key, keys []string, c Change, ttl time.Duration) error {
-	var (
-		now  *redis.TimeCmd
-		meta *redis.SliceCmd
-		gen  *redis.StringCmd
-	)
-	_, err := s.c.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		now = pipe.Time(ctx)
-		meta = pipe.HMGet(ctx, keys[0], fieldUser, fieldExpire, fieldGen)
-		if len(keys) > 1 {
-			gen = pipe.Get(ctx, keys[1])
-		}
-		if len(c.Set) > 0 {
-			args := make([]any, 0, 2*len(c.Set))
-			for name, v := range c.Set {
-				args = append(args, valuePrefix+name, v)
-			}
-			pipe.HSet(ctx, keys[0], args...)
-		}
-		if len(c.Delete) > 0 {
-			names := make([]string, len(c.Delete))
-			for i, name := range c.Delete {
-				names[i] = valuePrefix + name
-			}
-			pipe.HDel(ctx, keys[0], names...)
-		}
-		pipe.Do(ctx, "PEXPIRE", keys[0], millis(ttl), "NX") // only a hash the writes made has none
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		s.noteFailure(err)
-		return fmt.Errorf("session: redis update: %w", refusal(err))
+// plainWrite is an Update or an Incr as plain commands, queued in one
+// MULTI with the reads the update and incr scripts check first: the
+// session's user, absolute end and generation. No TIME: a session's key
+// never outlives its absolute end (every TTL set on it is capped by it),
+// so a write that finds the key with its metadata finds it within its
+// lifetime.
+type plainWrite struct {
+	k    Key
+	keys []string
+	ttl  time.Duration
+	// an Update's change, or an Incr's field and delta
+	change      Change
+	incr        bool
+	field       string
+	delta       int64
+	meta        *redis.SliceCmd
+	gen         *redis.StringCmd
+	incremented *redis.IntCmd
+}
+
+func plainUpdate(k Key, keys []string, c Change, ttl time.Duration) *plainWrite {
+	return &plainWrite{k: k, keys: keys, ttl: ttl, change: c}
+}
+
+func plainIncr(k Key, keys []string, name string, delta int64, ttl time.Duration) *plainWrite {
+	return &plainWrite{k: k, keys: keys, ttl: ttl, incr: true, field: valuePrefix + name, delta: delta}
+}
+
+func (w *plainWrite) queue(ctx context.Context, pipe redis.Pipeliner) {
+	names := []string{fieldUser, fieldExpire, fieldGen}
+	if w.incr {
+		names = append(names, w.field) // the value before, for lax servers
 	}
-	m := meta.Val()
-	code := liveness(m[0], m[1], m[2], gen, k, now.Val())
-	if code > 0 {
+	w.meta = pipe.HMGet(ctx, w.keys[0], names...)
+	if len(w.keys) > 1 {
+		w.gen = pipe.Get(ctx, w.keys[1])
+	}
+	if w.incr {
+		w.incremented = pipe.HIncrBy(ctx, w.keys[0], w.field, w.delta)
+	}
+	if len(w.change.Set) > 0 {
+		args := make([]any, 0, 2*len(w.change.Set))
+		for name, v := range w.change.Set {
+			args = append(args, valuePrefix+name, v)
+		}
+		pipe.HSet(ctx, w.keys[0], args...)
+	}
+	if len(w.change.Delete) > 0 {
+		names := make([]string, len(w.change.Delete))
+		for i, name := range w.change.Delete {
+			names[i] = valuePrefix + name
+		}
+		pipe.HDel(ctx, w.keys[0], names...)
+	}
+	pipe.Do(ctx, "PEXPIRE", w.keys[0], millis(w.ttl), "NX") // only a hash the writes made has none
+}
+
+// errLaxIncrement: a server laxer than Redis applied an increment Redis
+// refuses (miniredis takes "+5" and wraps past the int64 range).
+var errLaxIncrement = errors.New("session: the server incremented a value Redis would not")
+
+// reply reads the replies as the update or incr script's would be: 1 (an
+// update) or {value} (an incr) for a live session, else a code.
+func (w *plainWrite) reply() (any, error) {
+	if err := w.meta.Err(); err != nil {
+		return nil, err
+	}
+	if w.gen != nil {
+		if err := w.gen.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+	}
+	m := w.meta.Val()
+	if code := liveness(m[0], m[1], m[2], w.gen, w.k, time.Time{}); code <= 0 {
+		return code, nil
+	}
+	if !w.incr {
+		return int64(1), nil
+	}
+	if err := w.incremented.Err(); err != nil {
+		return nil, err // Redis left the value as it was
+	}
+	before, present := m[3].(string)
+	if n, ok := parseCounter(before); present && !ok || ok && addOverflows(n, w.delta) {
+		return nil, errLaxIncrement
+	}
+	return []any{strconv.FormatInt(w.incremented.Val(), 10)}, nil
+}
+
+// finish undoes what the writes must not leave: on a session that was not
+// live, the hash they wrote to (scriptSettle); after a lax increment, the
+// value as it was. It returns the call's error.
+func (w *plainWrite) finish(ctx context.Context, s *RedisStore, res any, err error) error {
+	op := "update"
+	if w.incr {
+		op = "incr"
+	}
+	switch {
+	case errors.Is(err, errLaxIncrement):
+		before, _ := w.meta.Val()[3].(string)
+		if err := s.c.HSet(ctx, w.keys[0], w.field, before).Err(); err != nil {
+			return fmt.Errorf("session: redis incr: putting back a refused increment: %w", err)
+		}
+		s.cache.wrote(w.k)
+		return ErrNotInteger
+	case err != nil:
+		if msg := err.Error(); w.incr && (strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow")) {
+			return ErrNotInteger
+		}
+		return fmt.Errorf("session: redis %s: %w", op, refusal(err))
+	}
+	code, dead := res.(int64)
+	if !dead || code > 0 {
 		return nil
 	}
 	// -3 (another user's hash) cannot happen but by editing Redis by hand:
 	// every key names its user. The writes landed; settle leaves that hash.
-	if _, err := s.run(ctx, scriptSettle, keys, k.Hash, k.UserID).Result(); err != nil {
-		return fmt.Errorf("session: redis update: cleaning up after a session that was not live: %w", err)
+	if _, err := s.run(ctx, scriptSettle, w.keys, w.k.Hash, w.k.UserID).Result(); err != nil {
+		return fmt.Errorf("session: redis %s: cleaning up after a session that was not live: %w", op, err)
 	}
+	s.cache.wrote(w.k)
 	return codeErr(code)
+}
+
+// runPlain sends w, through the local cache's tracking connection if the
+// store has a cache, and returns the call's error and its reply.
+func (s *RedisStore) runPlain(ctx context.Context, w *plainWrite, p Policy, next cacheNext) (any, error) {
+	var res any
+	var err error
+	if s.cache != nil {
+		res, err = s.cache.runPlain(ctx, w, p, next)
+	} else {
+		res, err = s.sendPlain(ctx, w)
+	}
+	if ferr := w.finish(ctx, s, res, err); ferr != nil {
+		return nil, ferr
+	}
+	return res, nil
+}
+
+// sendPlain sends w's MULTI through the client.
+func (s *RedisStore) sendPlain(ctx context.Context, w *plainWrite) (any, error) {
+	_, err := s.c.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		w.queue(ctx, pipe)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) && !isReply(err) {
+		s.noteFailure(err)
+		return nil, err
+	}
+	return w.reply()
 }
 
 // liveness is the prelude's remaining for a hash read by plain commands
 // (nil: the field is absent): 1 for a live session, else its code (0
-// missing, -1 expired, -2 revoked, -3 another user's, -4 corrupt).
+// missing, -1 expired, -2 revoked, -3 another user's, -4 corrupt). A zero
+// now skips the absolute end (the key's TTL keeps it).
 func liveness(user, expires, g any, gen *redis.StringCmd, k Key, now time.Time) int64 {
 	if user == nil && expires == nil {
 		return 0
@@ -179,7 +286,7 @@ func liveness(user, expires, g any, gen *redis.StringCmd, k Key, now time.Time) 
 			return -2
 		}
 	}
-	if x <= now.UnixMilli() {
+	if !now.IsZero() && x <= now.UnixMilli() {
 		return -1
 	}
 	return 1
@@ -201,58 +308,6 @@ func str(v any) string {
 func isReply(err error) bool {
 	var reply redis.Error
 	return errors.As(err, &reply) && !errors.Is(err, redis.Nil)
-}
-
-// incrPlain is Incr in one MULTI that also reads what the incr script
-// checks first, and the value before it (HINCRBY's own reply is exact,
-// where a script's passes through a double).
-func (s *RedisStore) incrPlain(ctx context.Context, k Key, keys []string, name string, delta int64, ttl time.Duration) (int64, error) {
-	var (
-		now  *redis.TimeCmd
-		meta *redis.SliceCmd
-		gen  *redis.StringCmd
-		incr *redis.IntCmd
-	)
-	field := valuePrefix + name
-	_, err := s.c.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		now = pipe.Time(ctx)
-		meta = pipe.HMGet(ctx, keys[0], fieldUser, fieldExpire, fieldGen, field)
-		if len(keys) > 1 {
-			gen = pipe.Get(ctx, keys[1])
-		}
-		incr = pipe.HIncrBy(ctx, keys[0], field, delta)
-		pipe.Do(ctx, "PEXPIRE", keys[0], millis(ttl), "NX") // only a hash the write made has none
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) && (!isReply(err) || meta.Err() != nil) {
-		s.noteFailure(err)
-		return 0, fmt.Errorf("session: redis incr: %w", refusal(err))
-	}
-	m := meta.Val()
-	if code := liveness(m[0], m[1], m[2], gen, k, now.Val()); code <= 0 {
-		if _, err := s.run(ctx, scriptSettle, keys, k.Hash, k.UserID).Result(); err != nil {
-			return 0, fmt.Errorf("session: redis incr: cleaning up after a session that was not live: %w", err)
-		}
-		return 0, codeErr(code)
-	}
-	if err := incr.Err(); err != nil {
-		if msg := err.Error(); strings.Contains(msg, "not an integer") || strings.Contains(msg, "overflow") {
-			return 0, ErrNotInteger // Redis left the value as it was
-		}
-		return 0, fmt.Errorf("session: redis incr: %w", refusal(err))
-	}
-	// Redis refuses what MemoryStore refuses; a server laxer than Redis
-	// (miniredis takes "+5" and wraps past the int64 range) has applied
-	// it, and the value it had is put back.
-	before, absent := m[3].(string)
-	absent = !absent
-	if n, ok := parseCounter(before); !absent && !ok || ok && addOverflows(n, delta) {
-		if err := s.c.HSet(ctx, keys[0], field, before).Err(); err != nil {
-			return 0, fmt.Errorf("session: redis incr: putting back a refused increment: %w", err)
-		}
-		return 0, ErrNotInteger
-	}
-	return incr.Val(), nil
 }
 
 // addOverflows reports whether a + b leaves the int64 range.

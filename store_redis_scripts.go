@@ -108,8 +108,6 @@ func loadScript(name string) *redis.Script {
 
 var (
 	scriptLoad      = loadScript("load")
-	scriptUpdate    = loadScript("update")
-	scriptIncr      = loadScript("incr")
 	scriptCreate    = loadScript("create")
 	scriptTakeover  = loadScript("takeover")
 	scriptRotate    = loadScript("rotate")
