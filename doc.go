@@ -36,9 +36,10 @@
 // # What a request costs
 //
 // A request that never calls Load decodes no cookie and makes no store call.
-// Reading an existing session is one Redis round trip (one Lua script that
-// reads, slides the idle TTL and, at most once per TouchInterval, records
-// last-seen); changing it is one more, which writes only the changed fields.
+// Reading an existing session is one Redis round trip of plain reads that
+// write nothing; at most once per TouchInterval a second one, a script,
+// slides the idle TTL and records last-seen. Changing it is one more round
+// trip, which writes only the changed fields.
 //
 // # What an application uses
 //
@@ -80,9 +81,11 @@
 //     whose MAC fails costs no store call.
 //   - Tokens are never adopted: a session is only ever created with a fresh
 //     token, and Login and Renew replace it.
-//   - Nothing is resurrected: every write is a script that does nothing if
-//     the session has ended, so a request in flight cannot bring back a
-//     session that was logged out or revoked.
+//   - Nothing is resurrected: a request in flight cannot bring back a
+//     session that was logged out or revoked. Logins and revocations are
+//     scripts that do nothing if the session has ended; an everyday write
+//     that finds it ended is deleted before it returns, and is no session
+//     meanwhile (SECURITY.md).
 //   - The token never reaches the store or the logs; stores see its SHA-256,
 //     logs a keyed hash.
 //   - Cookies default to __Host-session, Secure, HttpOnly, SameSite=Lax,
