@@ -41,10 +41,11 @@ import (
 // errNeedsScript: the plain read found what only the load script may act on.
 var errNeedsScript = errors.New("session: the read needs the load script")
 
-// readPlain loads k with one pipeline of plain reads (a MULTI on Cluster):
-// the server's time, the hash and the user's generation. It returns errNeedsScript when the load script must
-// run: the session is due a touch or dead, or Redis refused a command (the
-// script then gives the exact answer).
+// readPlain loads k with one pipeline of plain reads (a MULTI on
+// Cluster): the server's time, the hash and the user's generation. It
+// returns errNeedsScript when the load script must run: the session is due
+// a touch or dead, or Redis refused a command (the script then gives the
+// exact answer).
 func (s *RedisStore) readPlain(ctx context.Context, k Key, keys []string, p Policy) (Record, error) {
 	var (
 		now  *redis.TimeCmd
@@ -101,7 +102,8 @@ func (s *RedisStore) readPlain(ctx context.Context, k Key, keys []string, p Poli
 
 // touchEvery is how old a session's last-seen time may grow before a read
 // touches it: TouchInterval, or half the idle timeout it slides by if that
-// is shorter, so that a session in use never expires between touches.
+// is shorter, so that a session in use never expires between touches. The
+// load script computes the same.
 func touchEvery(p Policy, own string) time.Duration {
 	idle := p.IdleTimeout
 	if ms, err := strconv.ParseInt(own, 10, 64); err == nil && ms > 0 {
@@ -111,8 +113,8 @@ func touchEvery(p Policy, own string) time.Duration {
 }
 
 // plainWrite is an Update or an Incr as plain commands, queued in one
-// MULTI with the reads the update and incr scripts check first: the
-// session's user, absolute end and generation. No TIME: a session's key
+// MULTI with the reads that say whether the session is live: its user,
+// absolute end and generation. No TIME: a session's key
 // never outlives its absolute end (every TTL set on it is capped by it),
 // so a write that finds the key with its metadata finds it within its
 // lifetime.

@@ -192,3 +192,33 @@ func TestAReadWritesNothingUntilATouchIsDue(t *testing.T) {
 		t.Errorf("the touch did not record the device: %+v", rec.Info)
 	}
 }
+
+func TestASessionInUseOutlivesAnIdleTimeoutShorterThanTwoTouchIntervals(t *testing.T) {
+	t.Parallel()
+	fake := newFakeRedis(t)
+	store := newRedisStore(t, fake.client, session.RedisOptions{})
+	p := session.Policy{IdleTimeout: time.Second, Lifetime: time.Hour, TouchInterval: time.Minute}
+	k := sessiontest.NewKey("uma")
+	rec, err := store.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A read every 300ms for 6s: reads write nothing between touches, so
+	// the touches (every half idle timeout here) keep the session alive,
+	// each writing the last-seen time, so that the next reads are plain.
+	last, touches := rec.LastSeen, 0
+	for i := range 20 {
+		fake.advance(300 * time.Millisecond)
+		rec, err := store.Load(t.Context(), k, session.Client{}, p)
+		if err != nil {
+			t.Fatalf("read %d, %v after the last: %v", i, 300*time.Millisecond, err)
+		}
+		if !rec.LastSeen.Equal(last) {
+			touches++
+			last = rec.LastSeen
+		}
+	}
+	if touches < 5 || touches > 13 {
+		t.Errorf("%d touches in 20 reads 300ms apart; want about one per half idle timeout (10)", touches)
+	}
+}

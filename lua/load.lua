@@ -7,7 +7,11 @@ local f = fields(h)
 local left = remaining(f['@u'], f['@x'], f['@g'], now)
 if left <= 0 then return left end
 slide(ARGV[3], left, f['@i'])
-if now - (tonumber(f['@s']) or 0) >= tonumber(ARGV[4]) then
+-- touched every ARGV[4] ms, or every half idle timeout if that is shorter,
+-- so that a session in use never expires between touches (the plain read,
+-- store_redis_read.go, slides nothing)
+local every = math.min(tonumber(ARGV[4]), math.floor((tonumber(f['@i']) or tonumber(ARGV[3])) / 2))
+if now - (tonumber(f['@s']) or 0) >= every then
   local s = ms(now)
   redis.call('HSET', KEYS[1], '@s', s, '@ua', ARGV[5], '@ip', ARGV[6])
   local n = #h
