@@ -163,14 +163,7 @@ func TestRedisClusterWithLocalCache(t *testing.T) {
 			}
 			for round := 1; round <= 2; round++ {
 				awaitCached(t, a, k, p)
-				want := "changed-" + strconv.Itoa(round)
-				if err := b.Update(t.Context(), k, session.Change{Set: map[string]string{"a": want}}, p); err != nil {
-					t.Fatal(err)
-				}
-				awaitUncached(t, ch, a, k)
-				if rec, err := a.Load(t.Context(), k, session.Client{}, p); err != nil || rec.Values["a"] != want {
-					t.Fatalf("%s, round %d: read after B's update = %v, %v; want a=%s", addr, round, rec.Values, err, want)
-				}
+				updateElsewhere(t, ch, a, b, k, "changed-"+strconv.Itoa(round)+"-on-"+addr, p)
 			}
 		}
 	})
@@ -331,14 +324,7 @@ func TestAClusterFailoverDropsTheCache(t *testing.T) {
 				_, err := a.Load(ctx, k, session.Client{}, p)
 				return err == nil && session.CachedAt(a, k, time.Now())
 			})
-			ch := reports(a)
-			if err := b.Update(ctx, k, session.Change{Set: map[string]string{"a": "on-the-new-primary"}}, p); err != nil {
-				t.Fatal(err)
-			}
-			awaitUncached(t, ch, a, k)
-			if rec, err := a.Load(ctx, k, session.Client{}, p); err != nil || rec.Values["a"] != "on-the-new-primary" {
-				t.Fatalf("read after a write on the new primary = %v, %v", rec.Values, err)
-			}
+			updateElsewhere(t, reports(a), a, b, k, "on-the-new-primary", p)
 		})
 	}
 }
@@ -446,14 +432,7 @@ func TestAClusterReshardingDropsTheCache(t *testing.T) {
 		}
 		return session.CachedAt(a, moved, time.Now())
 	})
-	ch := reports(a)
-	if err := b.Update(ctx, moved, session.Change{Set: map[string]string{"a": "moved-and-changed"}}, p); err != nil {
-		t.Fatal(err)
-	}
-	awaitUncached(t, ch, a, moved)
-	if rec, err := a.Load(ctx, moved, session.Client{}, p); err != nil || rec.Values["a"] != "moved-and-changed" {
-		t.Fatalf("read after a write on the new primary = %v, %v", rec.Values, err)
-	}
+	updateElsewhere(t, reports(a), a, b, moved, "moved-and-changed", p)
 }
 
 // awaitCached reads k through s until the read leaves an entry: a read
@@ -467,4 +446,17 @@ func awaitCached(t *testing.T, s *session.RedisStore, k session.Key, p session.P
 		}
 		return session.CachedAt(s, k, time.Now())
 	})
+}
+
+// updateElsewhere has b set "a" to want in k, waits until Redis's report
+// drops a's entry of k, and checks that a then reads the new value.
+func updateElsewhere(t *testing.T, ch <-chan []string, a, b *session.RedisStore, k session.Key, want string, p session.Policy) {
+	t.Helper()
+	if err := b.Update(t.Context(), k, session.Change{Set: map[string]string{"a": want}}, p); err != nil {
+		t.Fatal(err)
+	}
+	awaitUncached(t, ch, a, k)
+	if rec, err := a.Load(t.Context(), k, session.Client{}, p); err != nil || rec.Values["a"] != want {
+		t.Fatalf("read after another instance's update = %v, %v; want a=%s", rec.Values, err, want)
+	}
 }
