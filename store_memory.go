@@ -363,8 +363,15 @@ func (s *MemoryStore) Incr(ctx context.Context, k Key, name string, delta int64,
 // counts as 0), as Store.Incr defines it: the value must be an integer as
 // parseCounter reads it and the sum must stay within int64.
 func addInt(values map[string]string, name string, delta int64) (int64, error) {
+	v, present := values[name]
+	return addCounter(v, present, delta)
+}
+
+// addCounter is addInt for one value v, absent unless present.
+func addCounter(v string, present bool, delta int64) (int64, error) {
 	var n int64
-	if v, ok := values[name]; ok {
+	if present {
+		var ok bool
 		if n, ok = parseCounter(v); !ok {
 			return 0, ErrNotInteger
 		}

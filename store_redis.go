@@ -215,10 +215,8 @@ func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Recor
 		if rec, ok := s.cache.get(k, time.Now()); ok {
 			return rec, nil
 		}
-	} else {
-		if rec, err := s.readPlain(ctx, k, keys, p); err != errNeedsScript {
-			return rec, err
-		}
+	} else if rec, err := s.readPlain(ctx, k, keys, p); err != errNeedsScript {
+		return rec, err
 	}
 	return s.loadScript(ctx, k, keys, c, p)
 }
@@ -226,7 +224,7 @@ func (s *RedisStore) Load(ctx context.Context, k Key, c Client, p Policy) (Recor
 // loadScript loads k by the load script, which also slides its TTL,
 // touches it when due and deletes it if dead.
 func (s *RedisStore) loadScript(ctx context.Context, k Key, keys []string, c Client, p Policy) (Record, error) {
-	res, err := s.runSession(ctx, k, p, scriptLoad, loadedNext(k), keys, k.Hash, k.UserID,
+	res, err := s.runLoad(ctx, k, p, keys, k.Hash, k.UserID,
 		millis(p.IdleTimeout), p.TouchInterval.Milliseconds(), c.UserAgent, c.IP).Result()
 	if err != nil {
 		return Record{}, fmt.Errorf("session: redis load: %w", err)

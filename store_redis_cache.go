@@ -443,9 +443,10 @@ func (c *redisCache) redirected(err error) bool {
 	return c.redirectedLocked(err)
 }
 
-// cacheNext computes a session's record after a script from the script's
-// reply res and base, the entry the cache held before it (nil if none):
-// false if it cannot (the session ended, or a write without a base).
+// cacheNext computes a session's record after a call from its reply res
+// (shaped as the script's would be) and base, the entry the cache held
+// before it (nil if none): false if it cannot (the session ended, or a
+// write without a base).
 type cacheNext func(base *Record, res any) (Record, bool)
 
 // loadedNext reads the load script's reply, the session as it left it.
@@ -485,20 +486,18 @@ func incrNext(name string) cacheNext {
 	}
 }
 
-// runSession runs a per-session script (load, update, incr: each writes
-// only the session's own hash, and reads its user's generation) on the
-// tracking connection, in one MULTI with a read of the hash that tracks it
-// again: one round trip, as run's. next says what the session then is,
-// which the cache keeps. If the tracking connection is busy or down, it
-// runs the script as run does and drops the entry; a load is then
-// confirmed into the cache in the background.
-func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
-	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{script.EvalSha, script.Eval} {
+// runLoad runs the load script on the tracking connection, in one MULTI
+// with the reads that track the session again: one round trip, as run's.
+// The cache keeps what the script left. If the tracking connection is busy
+// or down, it runs the script as run does, and the session is confirmed
+// into the cache in the background.
+func (c *redisCache) runLoad(ctx context.Context, k Key, p Policy, keys []string, args ...any) *redis.Cmd {
+	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{scriptLoad.EvalSha, scriptLoad.Eval} {
 		var cmd *redis.Cmd
 		err := c.throughTracker(ctx, k, p, func(pipe redis.Pipeliner) func() (any, error) {
 			cmd = eval(ctx, pipe, keys, args...)
 			return cmd.Result
-		}, script == scriptLoad, next, keys)
+		}, true, loadedNext(k), keys)
 		if err == nil && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			continue // not run: try again with the script's body
 		}
@@ -511,28 +510,26 @@ func (c *redisCache) runSession(ctx context.Context, k Key, p Policy, script *re
 			}
 			return cmd
 		}
-		if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && !errors.Is(err, errNotTracked) {
+		if !trackerUnavailable(err) {
 			c.s.noteFailure(err) // the node may be gone
-			if script != scriptLoad {
-				// The write may or may not have run: as with any lost reply.
-				cmd := redis.NewCmd(ctx)
-				cmd.SetErr(err)
-				return cmd
-			}
 		}
 		break
 	}
-	cmd := c.s.run(ctx, script, keys, args...)
-	if script != scriptLoad {
-		c.wrote(k)
-	} else if cmd.Err() == nil {
+	cmd := c.s.run(ctx, scriptLoad, keys, args...)
+	if cmd.Err() == nil {
 		c.confirm(k, p)
 	}
 	return cmd
 }
 
+// trackerUnavailable reports whether err says a call could not go through
+// a tracking connection at all (busy, down, no node), so nothing was sent.
+func trackerUnavailable(err error) bool {
+	return errors.Is(err, errTrackerBusy) || errors.Is(err, errEpochEnded) || errors.Is(err, errNotTracked)
+}
+
 // runPlain sends an Update's or Incr's plain commands (w) on the tracking
-// connection, keeping the entry current as runSession does; through the
+// connection, keeping the entry current as runLoad does; through the
 // client, dropping the entry, if the tracking connection is busy or down.
 // It returns w's reply and error, which w.finish acts on.
 func (c *redisCache) runPlain(ctx context.Context, w *plainWrite, p Policy, next cacheNext) (any, error) {
@@ -546,7 +543,7 @@ func (c *redisCache) runPlain(ctx context.Context, w *plainWrite, p Policy, next
 			return res, rerr
 		}
 		// not run: through the client, which follows the slot
-	} else if !errors.Is(err, errTrackerBusy) && !errors.Is(err, errEpochEnded) && !errors.Is(err, errNotTracked) {
+	} else if !trackerUnavailable(err) {
 		c.s.noteFailure(err) // the node may be gone; the write may or may not have run
 		return nil, err
 	}

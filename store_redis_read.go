@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -195,7 +194,7 @@ func (w *plainWrite) reply() (any, error) {
 		return nil, err // Redis left the value as it was
 	}
 	before, present := m[3].(string)
-	if n, ok := parseCounter(before); present && !ok || ok && addOverflows(n, w.delta) {
+	if _, err := addCounter(before, present, w.delta); err != nil {
 		return nil, errLaxIncrement
 	}
 	return []any{strconv.FormatInt(w.incremented.Val(), 10)}, nil
@@ -310,9 +309,4 @@ func str(v any) string {
 func isReply(err error) bool {
 	var reply redis.Error
 	return errors.As(err, &reply) && !errors.Is(err, redis.Nil)
-}
-
-// addOverflows reports whether a + b leaves the int64 range.
-func addOverflows(a, b int64) bool {
-	return b > 0 && a > math.MaxInt64-b || b < 0 && a < math.MinInt64-b
 }

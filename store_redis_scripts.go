@@ -9,14 +9,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// runSession runs a script that writes only the session k's own hash,
-// through the local cache when there is one, which then keeps what next
-// makes of the reply (see redisCache.runSession).
-func (s *RedisStore) runSession(ctx context.Context, k Key, p Policy, script *redis.Script, next cacheNext, keys []string, args ...any) *redis.Cmd {
+// runLoad runs the load script, through the local cache when there is
+// one, which then keeps what it read (see redisCache.runLoad).
+func (s *RedisStore) runLoad(ctx context.Context, k Key, p Policy, keys []string, args ...any) *redis.Cmd {
 	if s.cache == nil {
-		return s.run(ctx, script, keys, args...)
+		return s.run(ctx, scriptLoad, keys, args...)
 	}
-	return s.cache.runSession(ctx, k, p, script, next, keys, args...)
+	return s.cache.runLoad(ctx, k, p, keys, args...)
 }
 
 // run runs script by EVALSHA, falling back to EVAL on NOSCRIPT. go-redis's
