@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,10 +56,13 @@ type cookieCodec struct {
 	logKey  []byte                       // keys the token hash in log lines
 	maxAge  time.Duration
 	options CookieOptions
+	// verified remembers what decode found; now is its clock for MaxAge.
+	verified *verifiedCookies
+	now      func() time.Time
 }
 
 func newCookieCodec(secrets [][]byte, opts CookieOptions, lifetime time.Duration) (*cookieCodec, error) {
-	cc := &cookieCodec{name: opts.Name, options: opts, maxAge: lifetime + clockSkew}
+	cc := &cookieCodec{name: opts.Name, options: opts, maxAge: lifetime + clockSkew, verified: newVerifiedCookies(), now: time.Now}
 	for i, secret := range secrets {
 		hashKey, err := hkdf.Key(sha256.New, secret, nil, "sessionkit/session v1 cookie hmac-sha256", 32)
 		if err != nil {
@@ -108,17 +113,35 @@ func (cc *cookieCodec) encode(userID string, t token) (string, error) {
 	return v, nil
 }
 
-// decode verifies and opens a cookie value. stale reports that an older
-// secret opened it, so the caller re-issues it with the newest.
-func (cc *cookieCodec) decode(value string) (userID string, t token, stale bool, err error) {
+// decode verifies and opens a cookie value, or finds it among the values
+// it verified before. stale reports that an older secret opened it, so the
+// caller re-issues it with the newest.
+func (cc *cookieCodec) decode(value string) (verifiedCookie, error) {
 	if len(value) == 0 || len(value) > maxCookieValue {
-		return "", t, false, errCookie
+		return verifiedCookie{}, errCookie
 	}
+	if c, ok := cc.verified.get(value); ok {
+		if c.signed < cc.now().Unix()-int64(cc.maxAge/time.Second) {
+			cc.verified.forget(value)
+			return verifiedCookie{}, errCookie // as securecookie's MaxAge check
+		}
+		return c, nil
+	}
+	c, err := cc.open(value)
+	if err == nil {
+		cc.verified.put(value, c)
+	}
+	return c, err
+}
+
+// open is decode without the memory: securecookie's checks, then ours.
+func (cc *cookieCodec) open(value string) (verifiedCookie, error) {
 	// securecookie's decoder ignores base64 padding bits, so several strings
 	// open to one cookie; accept only the one we wrote.
 	var raw [maxCookieValue]byte
-	if _, err := strictBase64.Decode(raw[:], []byte(value)); err != nil {
-		return "", t, false, errCookie
+	n, err := strictBase64.Decode(raw[:], []byte(value))
+	if err != nil {
+		return verifiedCookie{}, errCookie
 	}
 	for i, sc := range cc.codecs {
 		var payload []byte
@@ -126,16 +149,24 @@ func (cc *cookieCodec) decode(value string) (userID string, t token, stale bool,
 			continue
 		}
 		if len(payload) < 1+tokenBytes || payload[0] != payloadVersion {
-			return "", t, false, errCookie
+			return verifiedCookie{}, errCookie
 		}
-		copy(t[:], payload[1:1+tokenBytes])
-		userID = string(payload[1+tokenBytes:])
-		if userID != "" && ValidateUserID(userID) != nil {
-			return "", t, false, errCookie
+		// securecookie's format is "date|value|mac", the date in decimal
+		// Unix seconds; it has just checked that date.
+		date, _, _ := bytes.Cut(raw[:n], []byte("|"))
+		signed, err := strconv.ParseInt(string(date), 10, 64)
+		if err != nil {
+			return verifiedCookie{}, errCookie
 		}
-		return userID, t, i > 0, nil
+		c := verifiedCookie{userID: string(payload[1+tokenBytes:]), stale: i > 0, signed: signed}
+		copy(c.tok[:], payload[1:1+tokenBytes])
+		if c.userID != "" && ValidateUserID(c.userID) != nil {
+			return verifiedCookie{}, errCookie
+		}
+		c.hash = c.tok.hash()
+		return c, nil
 	}
-	return "", t, false, errCookie
+	return verifiedCookie{}, errCookie
 }
 
 // cookie builds the Set-Cookie for a live session ending at expires. A

@@ -164,13 +164,14 @@ func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session
 		s.cookie = cookieClear
 		return s, nil
 	}
-	userID, tok, stale, err := env.codec.decode(values[0])
+	c, err := env.codec.decode(values[0])
 	if err != nil {
 		env.events.cookieRejected(ctx, EventCookieRejected, "session cookie rejected", values[0], err)
 		s.cookie = cookieClear
 		return s, nil
 	}
-	k := Key{UserID: userID, Hash: tok.hash()}
+	userID, tok := c.userID, c.tok
+	k := Key{UserID: userID, Hash: c.hash}
 	rec, err := env.store.Load(ctx, k, s.client, env.policy)
 	if errors.Is(err, ErrNotFound) {
 		// Signed by us, but not live. Its token is not adopted; a new
@@ -190,7 +191,7 @@ func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session
 		return nil, err
 	}
 	s.loaded(k, tok, rec)
-	if stale {
+	if c.stale {
 		s.cookie = cookieSet // re-issue under the newest secret
 	}
 	return s, nil

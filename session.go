@@ -64,7 +64,23 @@ const (
 )
 
 func newSession(env *sessionEnv, c Client) *Session {
-	return &Session{env: env, client: c, values: map[string]string{}, set: map[string]string{}, del: map[string]struct{}{}}
+	return &Session{env: env, client: c, values: map[string]string{}}
+}
+
+// pendSet and pendDelete queue a change for commit. The queues are made
+// at the first change: most requests only read.
+func (s *Session) pendSet(key, value string) {
+	if s.set == nil {
+		s.set = map[string]string{}
+	}
+	s.set[key] = value
+}
+
+func (s *Session) pendDelete(key string) {
+	if s.del == nil {
+		s.del = map[string]struct{}{}
+	}
+	s.del[key] = struct{}{}
 }
 
 // loaded makes s the view of the stored session rec, named k.
@@ -90,7 +106,7 @@ func (s *Session) Set(key, value string) {
 		return
 	}
 	s.values[key] = value
-	s.set[key] = value
+	s.pendSet(key, value)
 	delete(s.del, key)
 }
 
@@ -103,7 +119,7 @@ func (s *Session) Delete(key string) {
 	}
 	delete(s.values, key)
 	delete(s.set, key)
-	s.del[key] = struct{}{}
+	s.pendDelete(key)
 }
 
 // All returns a copy of every value.
@@ -150,7 +166,7 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 			return 0, err
 		}
 		s.values[key] = fmt.Sprint(n)
-		s.set[key] = s.values[key]
+		s.pendSet(key, s.values[key])
 		delete(s.del, key)
 		if s.pending != nil {
 			return n, nil // the login creates the session with it

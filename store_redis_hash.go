@@ -126,8 +126,8 @@ type hashReader struct {
 	haveCreated, haveSeen, haveExpires bool
 }
 
-func newHashReader(k Key, n int) *hashReader {
-	return &hashReader{rec: Record{UserID: k.UserID, Values: make(map[string]string, n)}}
+func newHashReader(k Key, n int) hashReader {
+	return hashReader{rec: Record{UserID: k.UserID, Values: make(map[string]string, n)}}
 }
 
 func (h *hashReader) field(name, value string) {

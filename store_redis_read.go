@@ -105,8 +105,10 @@ func (s *RedisStore) readPlain(ctx context.Context, k Key, keys []string, p Poli
 // load script computes the same.
 func touchEvery(p Policy, own string) time.Duration {
 	idle := p.IdleTimeout
-	if ms, err := strconv.ParseInt(own, 10, 64); err == nil && ms > 0 {
-		idle = time.Duration(ms) * time.Millisecond
+	if own != "" { // a remembered session's own; parsing "" would allocate its error
+		if ms, err := strconv.ParseInt(own, 10, 64); err == nil && ms > 0 {
+			idle = time.Duration(ms) * time.Millisecond
+		}
 	}
 	return min(p.TouchInterval, idle/2)
 }

@@ -106,7 +106,7 @@ func (s *Session) Pop(key string) (string, bool) {
 	}
 	delete(s.values, key)
 	delete(s.set, key)
-	s.del[key] = struct{}{}
+	s.pendDelete(key)
 	return v, true
 }
 
