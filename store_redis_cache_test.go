@@ -234,6 +234,55 @@ func TestACachedReadCostsNoRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWritesFromManyConcurrentSessionsKeepThemCached(t *testing.T) {
+	t.Parallel()
+	s := newCacheSetup(t)
+	// Far more sessions at once than the cache has tracking connections:
+	// a write that went through the client's pool instead (as one did
+	// when its connection was busy) dropped its session from the cache.
+	const sessions, rounds = 32, 20
+	keys := make([]session.Key, sessions)
+	for i := range keys {
+		keys[i] = sessiontest.NewKey("writer-" + strconv.Itoa(i))
+		s.create(t, keys[i], nil)
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() {
+			for range rounds {
+				if _, err := s.a.Load(t.Context(), k, session.Client{}, s.p); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.a.Incr(t.Context(), k, "n", 1, s.p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	uncached := 0
+	for _, k := range keys {
+		if !session.CachedAt(s.a, k, time.Now()) {
+			uncached++
+		}
+	}
+	if uncached > 0 {
+		t.Errorf("%d of %d sessions are not cached after their own concurrent writes", uncached, sessions)
+	}
+	before := serverCalls(t, s.admin)
+	for _, k := range keys {
+		rec, err := s.a.Load(t.Context(), k, session.Client{}, s.p)
+		if err != nil || rec.Values["n"] != strconv.Itoa(rounds) {
+			t.Errorf("read after the writes = %v, %v; want n=%d", rec.Values, err, rounds)
+		}
+	}
+	if got := serverCalls(t, s.admin) - before; got != 0 {
+		t.Errorf("the reads after the writes ran %d commands in Redis, want 0 (all hits)", got)
+	}
+}
+
 func TestAChangeOnAnotherInstanceDropsTheEntry(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -520,7 +569,7 @@ func BenchmarkRevocationReachesTheCache(b *testing.B) {
 			b.Fatal(err)
 		}
 		if !session.CachedAt(a, k, time.Now()) {
-			continue // the tracking connection was busy (a heartbeat): not cached
+			continue // the tracking was down: not cached
 		}
 		want.Store(&k.Hash)
 		began := time.Now()
