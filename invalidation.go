@@ -454,6 +454,12 @@ func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackCon
 	if err := trk.acquire(ctx); err != nil {
 		return err
 	}
+	if inv.liveEpoch.Load() != epoch {
+		// A call ahead of this one found the connection gone: nothing is
+		// sent, so the caller may go through the client's pool instead.
+		trk.release()
+		return errEpochEnded
+	}
 	w := &trackWindow{keys: map[string]bool{}}
 	inv.mu.Lock()
 	inv.windows[w] = struct{}{}
@@ -471,20 +477,21 @@ func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackCon
 		reads(p)
 		return nil
 	})
-	trk.release()
 	var reply redis.Error
 	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
 		// The connection is gone (go-redis drops one that failed a call),
 		// and with it what it tracked: end the epoch now rather than at
-		// the next heartbeat.
+		// the next heartbeat, before the next caller takes the connection.
 		inv.mu.Lock()
 		if inv.up && inv.epoch == epoch {
 			inv.liveEpoch.Store(0)
 			inv.broken = true
 		}
 		inv.mu.Unlock()
+		trk.release()
 		return err
 	}
+	trk.release()
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	if !inv.up || inv.epoch != epoch {

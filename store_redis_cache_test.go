@@ -650,9 +650,26 @@ func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := session.CacheEpoch(s.a)
-	// Kill every tracking connection (CLIENT LIST flag t); what they
-	// tracked is no longer reported.
-	list, err := s.admin.ClientList(t.Context()).Result()
+	killTrackingConnections(t, s.admin)
+	// The next call through a tracking connection finds it gone: the read
+	// is served through the pool, and the epoch ends before it returns.
+	if _, err := s.a.Load(t.Context(), other, session.Client{}, s.p); err != nil {
+		t.Fatalf("a read on a lost tracking connection failed: %v", err)
+	}
+	if e := session.CacheEpoch(s.a); e == epoch {
+		t.Errorf("the epoch is still %d after a call found its tracking connection gone", e)
+	}
+	if session.CachedAt(s.a, cached, time.Now()) {
+		t.Error("an entry tracked by a lost connection is still served")
+	}
+	waitFor(t, "a new epoch", 5*time.Second, func() bool { return session.CacheEpoch(s.a) > epoch })
+}
+
+// killTrackingConnections kills every tracking connection (CLIENT LIST
+// flag t); what they tracked is no longer reported.
+func killTrackingConnections(t *testing.T, admin *redis.Client) {
+	t.Helper()
+	list, err := admin.ClientList(t.Context()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -668,7 +685,7 @@ func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
 			}
 		}
 		if strings.Contains(flags, "t") {
-			if err := s.admin.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
+			if err := admin.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
 				t.Fatal(err)
 			}
 			killed++
@@ -677,16 +694,44 @@ func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
 	if killed == 0 {
 		t.Fatal("no tracking connection found")
 	}
-	// The next call through a tracking connection finds it gone: the read
-	// is served through the pool, and the epoch ends before it returns.
-	if _, err := s.a.Load(t.Context(), other, session.Client{}, s.p); err != nil {
-		t.Fatalf("a read on a lost tracking connection failed: %v", err)
+}
+
+func TestWritesQueuedOnALostTrackingConnectionGoThroughThePool(t *testing.T) {
+	t.Parallel()
+	s := newCacheSetup(t)
+	keys := make([]session.Key, 32)
+	for i := range keys {
+		keys[i] = sessiontest.NewKey("queued-" + strconv.Itoa(i))
+		s.create(t, keys[i], nil)
+		if _, err := s.a.Load(t.Context(), keys[i], session.Client{}, s.p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if e := session.CacheEpoch(s.a); e == epoch {
-		t.Errorf("the epoch is still %d after a call found its tracking connection gone", e)
+	killTrackingConnections(t, s.admin)
+	// Every write waits for its session's tracking connection. The first
+	// on each finds it gone and fails (it may or may not have run); those
+	// behind it sent nothing, and must go through the pool instead.
+	var wg sync.WaitGroup
+	wrote := make([]bool, len(keys))
+	for i, k := range keys {
+		wg.Go(func() {
+			_, err := s.a.Incr(t.Context(), k, "n", 1, s.p)
+			wrote[i] = err == nil
+		})
 	}
-	if session.CachedAt(s.a, cached, time.Now()) {
-		t.Error("an entry tracked by a lost connection is still served")
+	wg.Wait()
+	failed := 0
+	for i, k := range keys {
+		if !wrote[i] {
+			failed++
+			continue
+		}
+		rec, err := s.b.Load(t.Context(), k, session.Client{}, s.p)
+		if err != nil || rec.Values["n"] != "1" {
+			t.Errorf("after a write that succeeded, n = %q, %v; want 1", rec.Values["n"], err)
+		}
 	}
-	waitFor(t, "a new epoch", 5*time.Second, func() bool { return session.CacheEpoch(s.a) > epoch })
+	if failed > session.CacheTrackConns {
+		t.Errorf("%d of %d writes failed, want at most one per tracking connection (%d)", failed, len(keys), session.CacheTrackConns)
+	}
 }
