@@ -2,6 +2,9 @@ package session
 
 import "time"
 
+// CacheTrackConns is how many tracking connections the local cache keeps.
+const CacheTrackConns = cacheTrackConns
+
 // CacheEpoch returns the invalidation epoch of s's local cache while it is
 // live, 0 while it is down or without a cache. On Cluster it is the sum of
 // every tracked primary's epoch while all are live, else 0.

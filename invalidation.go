@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"strconv"
 	"strings"
@@ -22,7 +23,7 @@ import (
 // It owns its connections, made from the store client's options: a
 // subscriber on __redis__:invalidate (RESP2 Pub/Sub) and one or more
 // tracking connections whose CLIENT TRACKING ON REDIRECT points at the
-// subscriber. Keys read on a tracking connection (track, tryTrack) are
+// subscriber. Keys read on a tracking connection (track, trackMulti) are
 // reported to onChange the next time anyone changes, expires, evicts or
 // deletes them. The set is an epoch: when any connection is lost, or a
 // heartbeat (a PING on each, every heartbeat) goes unanswered, reports may have been lost, so the
@@ -55,9 +56,39 @@ type invalidator struct {
 // track keys on whichever connection read them, and lose them unnoticed
 // with that connection).
 type trackConn struct {
-	mu sync.Mutex // a redis.Conn takes one command (or pipeline) at a time
-	c  *redis.Conn
+	// lock is held while a call is on c, which takes one at a time; a
+	// channel, so that a wait for it can end with its context, and its
+	// waiters go in turn.
+	lock   chan struct{}
+	c      *redis.Conn
+	closed bool // under lock: the epoch ended and c with it
 }
+
+// acquire takes t's lock, waiting for it until ctx ends (errTrackerBusy).
+func (t *trackConn) acquire(ctx context.Context) error {
+	select {
+	case t.lock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", errTrackerBusy, ctx.Err())
+	}
+	if t.closed {
+		t.release()
+		return errEpochEnded
+	}
+	return nil
+}
+
+// tryAcquire takes t's lock if it is free at once.
+func (t *trackConn) tryAcquire() bool {
+	select {
+	case t.lock <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (t *trackConn) release() { <-t.lock }
 
 // invalidationHeartbeat is how often both connections are checked; an
 // epoch ends at most about twice this long after a connection silently died.
@@ -192,7 +223,7 @@ func (inv *invalidator) session() error {
 			}
 		}
 		trkConnects.Add(1)
-		// NOLOOP: a write sent on this connection (tryTrack) is not
+		// NOLOOP: a write sent on this connection (trackMulti) is not
 		// reported back; its caller reads the key again on the same
 		// connection, which tracks it anew.
 		return cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", subID.Load(), "NOLOOP").Err()
@@ -201,13 +232,14 @@ func (inv *invalidator) session() error {
 	defer trkClient.Close()
 	trks := make([]*trackConn, inv.conns)
 	for i := range trks {
-		trks[i] = &trackConn{c: trkClient.Conn()}
+		trks[i] = &trackConn{lock: make(chan struct{}, 1), c: trkClient.Conn()}
 	}
 	defer func() {
 		for _, t := range trks {
-			t.mu.Lock()
+			t.lock <- struct{}{}
+			t.closed = true
 			t.c.Close()
-			t.mu.Unlock()
+			t.release()
 		}
 	}()
 	for _, t := range trks {
@@ -270,9 +302,14 @@ func (inv *invalidator) session() error {
 			}
 			pctx, cancel := context.WithTimeout(ctx, invalidationHeartbeat)
 			for _, t := range trks {
-				t.mu.Lock()
+				if !t.tryAcquire() {
+					// In use: its calls show whether it is alive (one
+					// that fails ends the epoch), and waiting behind them
+					// would hold up the reports read on this goroutine.
+					continue
+				}
 				err := t.c.Ping(pctx).Err()
-				t.mu.Unlock()
+				t.release()
 				if err != nil {
 					cancel()
 					return fmt.Errorf("tracking connection: %w", err)
@@ -348,15 +385,25 @@ func (inv *invalidator) barrier(ctx context.Context, epoch uint64) error {
 	return nil
 }
 
-// track runs reads on the tracking connection, so that every key they read
-// is reported when it next changes. A barrier first lets every report of a
-// change made before the call arrive. commit then sees what was read, the
-// epoch under which the tracking holds, and reported: whether a key was
-// reported while the reads were on their way (what they read of it may be
-// stale already). commit runs with reports held off, so a report that
-// comes after it was called reaches onChange after it returned; it must
-// not call the invalidator.
-func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+// connFor returns which tracking connection carries the calls on the key
+// name. One key always goes through the same one: a write on one tracking
+// connection of a key another one tracks would be reported (NOLOOP spares
+// only the writer's own tracking) and drop what the write kept cached.
+func (inv *invalidator) connFor(name string) int {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int(h.Sum32() % uint32(inv.conns))
+}
+
+// track runs reads on tracking connection conn (see connFor), so that
+// every key they read is reported when it next changes. A barrier first
+// lets every report of a change made before the call arrive. commit then
+// sees what was read, the epoch under which the tracking holds, and
+// reported: whether a key was reported while the reads were on their way
+// (what they read of it may be stale already). commit runs with reports
+// held off, so a report that comes after it was called reaches onChange
+// after it returned; it must not call the invalidator.
+func (inv *invalidator) track(ctx context.Context, conn int, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
 	epoch, trk, err := inv.live()
 	if err != nil {
 		return err
@@ -364,34 +411,31 @@ func (inv *invalidator) track(ctx context.Context, reads func(redis.Pipeliner), 
 	if err := inv.barrier(ctx, epoch); err != nil {
 		return err
 	}
-	return inv.tracked(ctx, epoch, trk[0], false, reads, commit)
+	return inv.tracked(ctx, epoch, trk[conn], false, reads, commit)
 }
 
-// errTrackerBusy: tryTrack found the tracking connection in use.
+// errTrackerBusy: the tracking connection stayed in use until the call's
+// context ended; nothing was sent.
 var errTrackerBusy = errors.New("session: tracking connection busy")
 
-// tryTrack is track without the barrier, run only if the tracking
-// connection is free at once (errTrackerBusy otherwise), so that a request
-// never queues behind another on the one connection. Without the barrier,
-// a report of a change made before the reads may land in their window and
-// count as reported: a key is then not kept that could have been, never
-// the other way round. The commands of reads run as one MULTI, so they may
-// write: with NOLOOP, writes on this connection are not reported back, and
+// trackMulti is track without the barrier, on the tracking connection of
+// the key name (connFor), waiting for it while it is in use: a call that
+// went through the client's pool instead would drop its session from the
+// cache, so that under load every call did. Without the barrier, a report
+// of a change made before the reads may land in their window and count as
+// reported: a key is then not kept that could have been, never the other
+// way round. The commands of reads run as one MULTI, so they may write:
+// with NOLOOP, writes on this connection are not reported back, and
 // untrack what they write, so they must be followed, in reads, by a read
 // of every key they wrote that commit relies on; no other client's command
 // can come between. A reply that is an error (a refused script) still
 // reaches commit.
-func (inv *invalidator) tryTrack(ctx context.Context, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+func (inv *invalidator) trackMulti(ctx context.Context, name string, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
 	epoch, trks, err := inv.live()
 	if err != nil {
 		return err
 	}
-	for _, t := range trks {
-		if t.mu.TryLock() {
-			return inv.tracked(ctx, epoch, t, true, reads, commit)
-		}
-	}
-	return errTrackerBusy
+	return inv.tracked(ctx, epoch, trks[inv.connFor(name)], true, reads, commit)
 }
 
 // live returns the current epoch and its tracking connection, or
@@ -405,9 +449,17 @@ func (inv *invalidator) live() (uint64, []*trackConn, error) {
 	return inv.epoch, inv.trk, nil
 }
 
-// tracked runs reads on trk and commits them; with try, trk is locked
-// already (and is unlocked here), and reads run as one MULTI.
-func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackConn, try bool, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+// tracked runs reads on trk, as one MULTI with multi, and commits them.
+func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackConn, multi bool, reads func(redis.Pipeliner), commit func(cmds []redis.Cmder, epoch uint64, reported func(key string) bool)) error {
+	if err := trk.acquire(ctx); err != nil {
+		return err
+	}
+	if inv.liveEpoch.Load() != epoch {
+		// A call ahead of this one found the connection gone: nothing is
+		// sent, so the caller may go through the client's pool instead.
+		trk.release()
+		return errEpochEnded
+	}
 	w := &trackWindow{keys: map[string]bool{}}
 	inv.mu.Lock()
 	inv.windows[w] = struct{}{}
@@ -417,31 +469,29 @@ func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackCon
 		delete(inv.windows, w)
 		inv.mu.Unlock()
 	}()
-	if !try {
-		trk.mu.Lock()
-	}
 	pipelined := trk.c.Pipelined
-	if try {
+	if multi {
 		pipelined = trk.c.TxPipelined // its writes and the reads after them in one step
 	}
 	cmds, err := pipelined(ctx, func(p redis.Pipeliner) error {
 		reads(p)
 		return nil
 	})
-	trk.mu.Unlock()
 	var reply redis.Error
 	if err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &reply) {
 		// The connection is gone (go-redis drops one that failed a call),
 		// and with it what it tracked: end the epoch now rather than at
-		// the next heartbeat.
+		// the next heartbeat, before the next caller takes the connection.
 		inv.mu.Lock()
 		if inv.up && inv.epoch == epoch {
 			inv.liveEpoch.Store(0)
 			inv.broken = true
 		}
 		inv.mu.Unlock()
+		trk.release()
 		return err
 	}
+	trk.release()
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	if !inv.up || inv.epoch != epoch {

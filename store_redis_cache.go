@@ -68,9 +68,9 @@ type LocalCacheOptions struct {
 	Size int
 }
 
-// cacheTrackConns is how many tracking connections the cache keeps: a
-// request's script goes through a free one, or through the client's pool
-// (and drops the entry) when all are busy.
+// cacheTrackConns is how many tracking connections the cache keeps (per
+// primary). Each session's calls go through one of them, always the same
+// (invalidator.connFor), and wait for it while it is busy.
 const cacheTrackConns = 4
 
 // redisCache is RedisStore's local read cache (see LocalCacheOptions). It
@@ -231,33 +231,39 @@ type confirmRead struct {
 }
 
 func (c *redisCache) confirmBatch(ctx context.Context, batch map[Key]Policy) error {
-	byNode := map[*cacheNode][]confirmRead{}
+	type target struct {
+		node *cacheNode
+		conn int
+	}
+	byConn := map[target][]confirmRead{}
 	for k, p := range batch {
 		names, err := c.s.keys(k)
 		if err != nil {
 			continue
 		}
 		if node, err := c.nodeFor(ctx, names[0]); err == nil {
-			byNode[node] = append(byNode[node], confirmRead{k: k, p: p, names: names})
+			t := target{node, node.inv.connFor(names[0])}
+			byConn[t] = append(byConn[t], confirmRead{k: k, p: p, names: names})
 		}
 	}
 	var errs []error
-	for node, reads := range byNode {
-		errs = append(errs, c.confirmOn(ctx, node, reads))
+	for t, reads := range byConn {
+		errs = append(errs, c.confirmOn(ctx, t.node, t.conn, reads))
 	}
 	return errors.Join(errs...)
 }
 
 // confirmOn reads sessions that node holds into the cache, in one barrier
-// and one pipeline on its tracking connection.
-func (c *redisCache) confirmOn(ctx context.Context, node *cacheNode, reads []confirmRead) error {
+// and one pipeline on its tracking connection conn, the one their later
+// calls go through.
+func (c *redisCache) confirmOn(ctx context.Context, node *cacheNode, conn int, reads []confirmRead) error {
 	c.mu.Lock()
 	writes := c.writes
 	c.mu.Unlock()
 	topo := c.topo.Load()
 	sent := time.Now()
 	var now *redis.TimeCmd
-	return node.inv.track(ctx, func(pipe redis.Pipeliner) {
+	return node.inv.track(ctx, conn, func(pipe redis.Pipeliner) {
 		for i := range reads {
 			r := &reads[i]
 			r.hash = pipe.HGetAll(ctx, r.names[0])
@@ -488,9 +494,9 @@ func incrNext(name string) cacheNext {
 
 // runLoad runs the load script on the tracking connection, in one MULTI
 // with the reads that track the session again: one round trip, as run's.
-// The cache keeps what the script left. If the tracking connection is busy
-// or down, it runs the script as run does, and the session is confirmed
-// into the cache in the background.
+// The cache keeps what the script left. If the tracking connection is down
+// (or the wait for it outlasts ctx), it runs the script as run does, and the
+// session is confirmed into the cache in the background.
 func (c *redisCache) runLoad(ctx context.Context, k Key, p Policy, keys []string, args ...any) *redis.Cmd {
 	for _, eval := range []func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd{scriptLoad.EvalSha, scriptLoad.Eval} {
 		var cmd *redis.Cmd
@@ -523,14 +529,15 @@ func (c *redisCache) runLoad(ctx context.Context, k Key, p Policy, keys []string
 }
 
 // trackerUnavailable reports whether err says a call could not go through
-// a tracking connection at all (busy, down, no node), so nothing was sent.
+// a tracking connection at all (busy until ctx ended, down, no node), so
+// nothing was sent.
 func trackerUnavailable(err error) bool {
 	return errors.Is(err, errTrackerBusy) || errors.Is(err, errEpochEnded) || errors.Is(err, errNotTracked)
 }
 
 // runPlain sends an Update's or Incr's plain commands (w) on the tracking
 // connection, keeping the entry current as runLoad does; through the
-// client, dropping the entry, if the tracking connection is busy or down.
+// client, dropping the entry, if the tracking connection is down.
 // It returns w's reply and error, which w.finish acts on.
 func (c *redisCache) runPlain(ctx context.Context, w *plainWrite, p Policy, next cacheNext) (any, error) {
 	err := c.throughTracker(ctx, w.k, p, func(pipe redis.Pipeliner) func() (any, error) {
@@ -579,7 +586,7 @@ func (c *redisCache) throughTracker(ctx context.Context, k Key, p Policy,
 		pttl  *redis.DurationCmd
 		now   *redis.TimeCmd
 	)
-	err = node.inv.tryTrack(ctx, func(pipe redis.Pipeliner) {
+	err = node.inv.trackMulti(ctx, keys[0], func(pipe redis.Pipeliner) {
 		reply = send(pipe)
 		pttl = pipe.PTTL(ctx, keys[0]) // tracks the hash again, after the script's writes
 		if load {

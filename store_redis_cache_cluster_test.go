@@ -230,7 +230,7 @@ func cachedOnEveryPrimary(t *testing.T, cc *redis.ClusterClient, prefix string, 
 		if _, err := b.Create(t.Context(), k, session.Record{Info: session.Info{ID: "x"}, Values: map[string]string{"a": "1"}}, p); err != nil {
 			t.Fatal(err)
 		}
-		// The first read may find the tracking busy with a heartbeat.
+		// The first read may come before tracking on that primary is up.
 		waitFor(t, "an entry for the session on "+addr, 5*time.Second, func() bool {
 			_, err := a.Load(t.Context(), k, session.Client{}, p)
 			return err == nil && session.CachedAt(a, k, time.Now())

@@ -234,6 +234,55 @@ func TestACachedReadCostsNoRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWritesFromManyConcurrentSessionsKeepThemCached(t *testing.T) {
+	t.Parallel()
+	s := newCacheSetup(t)
+	// Far more sessions at once than the cache has tracking connections:
+	// a write that went through the client's pool instead (as one did
+	// when its connection was busy) dropped its session from the cache.
+	const sessions, rounds = 32, 20
+	keys := make([]session.Key, sessions)
+	for i := range keys {
+		keys[i] = sessiontest.NewKey("writer-" + strconv.Itoa(i))
+		s.create(t, keys[i], nil)
+	}
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Go(func() {
+			for range rounds {
+				if _, err := s.a.Load(t.Context(), k, session.Client{}, s.p); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.a.Incr(t.Context(), k, "n", 1, s.p); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	uncached := 0
+	for _, k := range keys {
+		if !session.CachedAt(s.a, k, time.Now()) {
+			uncached++
+		}
+	}
+	if uncached > 0 {
+		t.Errorf("%d of %d sessions are not cached after their own concurrent writes", uncached, sessions)
+	}
+	before := serverCalls(t, s.admin)
+	for _, k := range keys {
+		rec, err := s.a.Load(t.Context(), k, session.Client{}, s.p)
+		if err != nil || rec.Values["n"] != strconv.Itoa(rounds) {
+			t.Errorf("read after the writes = %v, %v; want n=%d", rec.Values, err, rounds)
+		}
+	}
+	if got := serverCalls(t, s.admin) - before; got != 0 {
+		t.Errorf("the reads after the writes ran %d commands in Redis, want 0 (all hits)", got)
+	}
+}
+
 func TestAChangeOnAnotherInstanceDropsTheEntry(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -520,7 +569,7 @@ func BenchmarkRevocationReachesTheCache(b *testing.B) {
 			b.Fatal(err)
 		}
 		if !session.CachedAt(a, k, time.Now()) {
-			continue // the tracking connection was busy (a heartbeat): not cached
+			continue // the tracking was down: not cached
 		}
 		want.Store(&k.Hash)
 		began := time.Now()
@@ -601,9 +650,26 @@ func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	epoch := session.CacheEpoch(s.a)
-	// Kill every tracking connection (CLIENT LIST flag t); what they
-	// tracked is no longer reported.
-	list, err := s.admin.ClientList(t.Context()).Result()
+	killTrackingConnections(t, s.admin)
+	// The next call through a tracking connection finds it gone: the read
+	// is served through the pool, and the epoch ends before it returns.
+	if _, err := s.a.Load(t.Context(), other, session.Client{}, s.p); err != nil {
+		t.Fatalf("a read on a lost tracking connection failed: %v", err)
+	}
+	if e := session.CacheEpoch(s.a); e == epoch {
+		t.Errorf("the epoch is still %d after a call found its tracking connection gone", e)
+	}
+	if session.CachedAt(s.a, cached, time.Now()) {
+		t.Error("an entry tracked by a lost connection is still served")
+	}
+	waitFor(t, "a new epoch", 5*time.Second, func() bool { return session.CacheEpoch(s.a) > epoch })
+}
+
+// killTrackingConnections kills every tracking connection (CLIENT LIST
+// flag t); what they tracked is no longer reported.
+func killTrackingConnections(t *testing.T, admin *redis.Client) {
+	t.Helper()
+	list, err := admin.ClientList(t.Context()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -619,7 +685,7 @@ func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
 			}
 		}
 		if strings.Contains(flags, "t") {
-			if err := s.admin.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
+			if err := admin.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
 				t.Fatal(err)
 			}
 			killed++
@@ -628,16 +694,44 @@ func TestALostTrackingConnectionEndsTheEpochAtOnce(t *testing.T) {
 	if killed == 0 {
 		t.Fatal("no tracking connection found")
 	}
-	// The next call through a tracking connection finds it gone: the read
-	// is served through the pool, and the epoch ends before it returns.
-	if _, err := s.a.Load(t.Context(), other, session.Client{}, s.p); err != nil {
-		t.Fatalf("a read on a lost tracking connection failed: %v", err)
+}
+
+func TestWritesQueuedOnALostTrackingConnectionGoThroughThePool(t *testing.T) {
+	t.Parallel()
+	s := newCacheSetup(t)
+	keys := make([]session.Key, 32)
+	for i := range keys {
+		keys[i] = sessiontest.NewKey("queued-" + strconv.Itoa(i))
+		s.create(t, keys[i], nil)
+		if _, err := s.a.Load(t.Context(), keys[i], session.Client{}, s.p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if e := session.CacheEpoch(s.a); e == epoch {
-		t.Errorf("the epoch is still %d after a call found its tracking connection gone", e)
+	killTrackingConnections(t, s.admin)
+	// Every write waits for its session's tracking connection. The first
+	// on each finds it gone and fails (it may or may not have run); those
+	// behind it sent nothing, and must go through the pool instead.
+	var wg sync.WaitGroup
+	wrote := make([]bool, len(keys))
+	for i, k := range keys {
+		wg.Go(func() {
+			_, err := s.a.Incr(t.Context(), k, "n", 1, s.p)
+			wrote[i] = err == nil
+		})
 	}
-	if session.CachedAt(s.a, cached, time.Now()) {
-		t.Error("an entry tracked by a lost connection is still served")
+	wg.Wait()
+	failed := 0
+	for i, k := range keys {
+		if !wrote[i] {
+			failed++
+			continue
+		}
+		rec, err := s.b.Load(t.Context(), k, session.Client{}, s.p)
+		if err != nil || rec.Values["n"] != "1" {
+			t.Errorf("after a write that succeeded, n = %q, %v; want 1", rec.Values["n"], err)
+		}
 	}
-	waitFor(t, "a new epoch", 5*time.Second, func() bool { return session.CacheEpoch(s.a) > epoch })
+	if failed > session.CacheTrackConns {
+		t.Errorf("%d of %d writes failed, want at most one per tracking connection (%d)", failed, len(keys), session.CacheTrackConns)
+	}
 }

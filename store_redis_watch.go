@@ -94,7 +94,7 @@ func (w *redisWatch) Watch(ctx context.Context, keys []Key, keep func(k Key, rec
 			reads = append(reads, read{k: k, names: names})
 		}
 	}
-	return w.inv.track(ctx, func(p redis.Pipeliner) {
+	return w.inv.track(ctx, 0, func(p redis.Pipeliner) {
 		for i := range reads {
 			r := &reads[i]
 			r.hash = p.HGetAll(ctx, r.names[0])
