@@ -59,9 +59,8 @@ type trackConn struct {
 	// lock is held while a call is on c, which takes one at a time; a
 	// channel, so that a wait for it can end with its context, and its
 	// waiters go in turn.
-	lock   chan struct{}
-	c      *redis.Conn
-	closed bool // under lock: the epoch ended and c with it
+	lock chan struct{}
+	c    *redis.Conn
 }
 
 // acquire takes t's lock, waiting for it until ctx ends (errTrackerBusy).
@@ -70,10 +69,6 @@ func (t *trackConn) acquire(ctx context.Context) error {
 	case t.lock <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", errTrackerBusy, ctx.Err())
-	}
-	if t.closed {
-		t.release()
-		return errEpochEnded
 	}
 	return nil
 }
@@ -235,9 +230,11 @@ func (inv *invalidator) session() error {
 		trks[i] = &trackConn{lock: make(chan struct{}, 1), c: trkClient.Conn()}
 	}
 	defer func() {
+		// First: a call that takes a connection after its close sees the
+		// epoch over (tracked) and sends nothing on it.
+		inv.liveEpoch.Store(0)
 		for _, t := range trks {
 			t.lock <- struct{}{}
-			t.closed = true
 			t.c.Close()
 			t.release()
 		}
@@ -455,8 +452,9 @@ func (inv *invalidator) tracked(ctx context.Context, epoch uint64, trk *trackCon
 		return err
 	}
 	if inv.liveEpoch.Load() != epoch {
-		// A call ahead of this one found the connection gone: nothing is
-		// sent, so the caller may go through the client's pool instead.
+		// A call ahead of this one found the connection gone, or the epoch
+		// ended and closed it: nothing is sent, so the caller may go
+		// through the client's pool instead.
 		trk.release()
 		return errEpochEnded
 	}
