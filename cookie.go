@@ -240,10 +240,19 @@ func validHash(h string) bool {
 		return false
 	}
 	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+		if !base64URL[h[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// base64URL marks the bytes of the unpadded base64url alphabet. Every
+// store call checks its key with it, so it is a table, not a chain of
+// comparisons.
+var base64URL = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[c] = true
+	}
+	return t
+}()

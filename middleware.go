@@ -28,7 +28,8 @@ type requestState struct {
 
 	mu      sync.Mutex
 	sess    *Session
-	started bool // the response has started: a session loaded now can set no cookie
+	started bool            // the response has started: a session loaded now can set no cookie
+	saveCtx context.Context // saveContext's, made once
 }
 
 // Value finds the state itself under its Manager's key, as
@@ -87,7 +88,12 @@ func (st *requestState) start() *Session {
 // saveContext is the request's context without its cancellation: a save
 // that has begun finishes even if the client goes away.
 func (st *requestState) saveContext() context.Context {
-	return context.WithoutCancel(st.Context)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.saveCtx == nil {
+		st.saveCtx = context.WithoutCancel(st.Context)
+	}
+	return st.saveCtx
 }
 
 // finish saves, after the handler has returned, what can still be saved.

@@ -27,11 +27,12 @@ type Session struct {
 
 	mu      sync.Mutex
 	phase   phase
-	stored  bool   // a live session exists in the store under key
-	key     Key    // names the stored session
-	tok     token  // the stored session's token, for its cookie
-	rec     Record // as last read from or written to the store
-	values  map[string]string
+	stored  bool                // a live session exists in the store under key
+	key     Key                 // names the stored session
+	tok     token               // the stored session's token, for its cookie
+	rec     Record              // as last read from or written to the store
+	values  map[string]string   // rec.Values itself until the first change (own)
+	shared  bool                // values is rec.Values
 	set     map[string]string   // pending writes
 	del     map[string]struct{} // pending deletes
 	pending *pendingRotation    // a Login or Renew, carried out at commit
@@ -86,7 +87,18 @@ func (s *Session) pendDelete(key string) {
 // loaded makes s the view of the stored session rec, named k.
 func (s *Session) loaded(k Key, tok token, rec Record) {
 	s.stored, s.key, s.tok, s.rec = true, k, tok, rec
-	s.values = copyValues(rec.Values)
+	s.values, s.shared = rec.Values, true
+}
+
+// own gives s a values map of its own before a change: most requests only
+// read, and need no copy of what the store returned.
+func (s *Session) own() {
+	if s.shared {
+		s.values, s.shared = maps.Clone(s.values), false
+		if s.values == nil {
+			s.values = map[string]string{}
+		}
+	}
 }
 
 // Get returns the value stored under key.
@@ -105,6 +117,7 @@ func (s *Session) Set(key, value string) {
 	if cur, ok := s.values[key]; ok && cur == value {
 		return
 	}
+	s.own()
 	s.values[key] = value
 	s.pendSet(key, value)
 	delete(s.del, key)
@@ -117,6 +130,7 @@ func (s *Session) Delete(key string) {
 	if _, ok := s.values[key]; !ok {
 		return
 	}
+	s.own()
 	delete(s.values, key)
 	delete(s.set, key)
 	s.pendDelete(key)
@@ -165,6 +179,7 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 		if err != nil {
 			return 0, err
 		}
+		s.own()
 		s.values[key] = fmt.Sprint(n)
 		s.pendSet(key, s.values[key])
 		delete(s.del, key)
@@ -197,7 +212,11 @@ func (s *Session) Incr(ctx context.Context, key string, delta int64) (int64, err
 	if err != nil {
 		return 0, err
 	}
+	s.own()
 	s.values[key] = fmt.Sprint(n)
+	if s.rec.Values == nil {
+		s.rec.Values = map[string]string{}
+	}
 	s.rec.Values[key] = s.values[key]
 	return n, nil
 }
@@ -463,7 +482,7 @@ func (s *Session) became(k Key, tok token, rec Record) {
 // reset makes the session a new, unstored, anonymous one.
 func (s *Session) reset() {
 	s.stored, s.key, s.tok, s.rec = false, Key{}, token{}, Record{}
-	s.values = map[string]string{}
+	s.values, s.shared = map[string]string{}, false
 	s.pending = nil
 	s.clearPending()
 }

@@ -22,6 +22,9 @@ import (
 //   - No write brings back a session that no longer exists.
 //   - Idle and absolute expiry are the store's job, measured by its own clock.
 //   - Implementations are safe for concurrent use.
+//   - A Record passed in or returned, and its Values, are the caller's:
+//     the store keeps no reference to them (a Session keeps and changes
+//     the map Load returns rather than copy it).
 type Store interface {
 	// Create stores a new session under k. rec gives its ID, user agent,
 	// IP and values; the store sets LastSeen to now and, unless rec.Expires

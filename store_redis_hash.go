@@ -126,9 +126,16 @@ type hashReader struct {
 	haveCreated, haveSeen, haveExpires bool
 }
 
+// newHashReader reads a hash of n fields. At most n-minMetadata of them
+// are values: a map sized for all n would outgrow the small form, which
+// holds up to 8 entries in one allocation.
 func newHashReader(k Key, n int) hashReader {
-	return hashReader{rec: Record{UserID: k.UserID, Values: make(map[string]string, n)}}
+	return hashReader{rec: Record{UserID: k.UserID, Values: make(map[string]string, max(0, n-minMetadata))}}
 }
+
+// minMetadata is how many metadata fields every session hash has: @id, @c,
+// @s, @x, @ua and @ip (a user's also has @u and @g).
+const minMetadata = 6
 
 func (h *hashReader) field(name, value string) {
 	if v, ok := strings.CutPrefix(name, valuePrefix); ok {

@@ -104,6 +104,7 @@ func (s *Session) Pop(key string) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	s.own()
 	delete(s.values, key)
 	delete(s.set, key)
 	s.pendDelete(key)

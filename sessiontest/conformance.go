@@ -151,6 +151,17 @@ var storeTests = []struct {
 			e.t.Errorf("Expires - Created = %v, want the lifetime %v", d, e.p.Lifetime)
 		}
 	}},
+	{"a record passed in or returned is the caller's: changing it changes nothing stored", func(e *env) {
+		k := NewKey("")
+		values := map[string]string{"a": "1"}
+		created := e.create(k, values)
+		values["a"], created.Values["a"] = "changed by the caller", "changed by the caller"
+		loaded := e.load(k)
+		loaded.Values["a"], loaded.Values["b"] = "changed by the caller", "added by the caller"
+		if got := e.load(k).Values; !maps.Equal(got, map[string]string{"a": "1"}) {
+			e.t.Fatalf("after the caller changed the maps it passed and got: %v, want the stored a=1", got)
+		}
+	}},
 	{"values with reserved-looking names are kept apart from metadata", func(e *env) {
 		k := NewKey("u1")
 		vals := map[string]string{"@id": "x", "@u": "other", "@x": "0", "@g": "", "v:a": "y", "": "empty name"}
