@@ -40,4 +40,7 @@
 // per session, BenchmarkUntouchedOverhead the middleware's cost when the
 // handler never loads the session. run.sh runs them all and prints
 // benchstat tables, the medians and the targets (cmd/targets).
+// BenchmarkReadPipeline, which run.sh leaves out, sends a read's commands
+// through go-redis alone, to tell the commands' share of a read from the
+// middleware's.
 package bench
