@@ -31,7 +31,7 @@ type Session struct {
 	key     Key                 // names the stored session
 	tok     token               // the stored session's token, for its cookie
 	rec     Record              // as last read from or written to the store
-	values  map[string]string   // rec.Values itself until the first change (own)
+	values  map[string]string   // nil, or rec.Values itself, until the first change (own)
 	shared  bool                // values is rec.Values
 	set     map[string]string   // pending writes
 	del     map[string]struct{} // pending deletes
@@ -65,7 +65,7 @@ const (
 )
 
 func newSession(env *sessionEnv, c Client) *Session {
-	return &Session{env: env, client: c, values: map[string]string{}}
+	return &Session{env: env, client: c} // values: made at the first change (own)
 }
 
 // pendSet and pendDelete queue a change for commit. The queues are made
@@ -91,13 +91,13 @@ func (s *Session) loaded(k Key, tok token, rec Record) {
 }
 
 // own gives s a values map of its own before a change: most requests only
-// read, and need no copy of what the store returned.
+// read, and need no copy of what the store returned, nor a map at all.
 func (s *Session) own() {
 	if s.shared {
 		s.values, s.shared = maps.Clone(s.values), false
-		if s.values == nil {
-			s.values = map[string]string{}
-		}
+	}
+	if s.values == nil {
+		s.values = map[string]string{}
 	}
 }
 
@@ -140,7 +140,9 @@ func (s *Session) Delete(key string) {
 func (s *Session) All() map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.values)
+	out := make(map[string]string, len(s.values)) // never nil, unlike a clone of none
+	maps.Copy(out, s.values)
+	return out
 }
 
 // UserID returns the logged-in user, or "" while anonymous. After Login it
@@ -482,7 +484,7 @@ func (s *Session) became(k Key, tok token, rec Record) {
 // reset makes the session a new, unstored, anonymous one.
 func (s *Session) reset() {
 	s.stored, s.key, s.tok, s.rec = false, Key{}, token{}, Record{}
-	s.values, s.shared = map[string]string{}, false
+	s.values, s.shared = nil, false
 	s.pending = nil
 	s.clearPending()
 }

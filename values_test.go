@@ -129,3 +129,52 @@ func TestAResponseThatLoadedASessionVariesByCookie(t *testing.T) {
 		t.Errorf("Vary %q: Cookie was added twice", got)
 	}
 }
+
+// All is a copy that never aliases what the session or the store holds: a
+// Session shares the map Load returned until its first change, so a
+// caller's change to All's map, or a Set after it, must not leak either way.
+func TestAllIsACopyOfTheValuesAsTheyAreNow(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			a := newTestApp(t, newStore(t), session.Options{})
+			var seen []string
+			a.hook = func(w http.ResponseWriter, r *http.Request, s *session.Session) {
+				switch r.URL.Path {
+				case "/all-new": // a session with no values yet
+					all := s.All()
+					if all == nil || len(all) != 0 {
+						t.Errorf("All of a new session = %#v, want an empty map", all)
+					}
+					all["written"] = "by the caller" // must not panic, must not leak
+				case "/all-stored":
+					before := s.All()
+					before["a"] = "changed by the caller"
+					s.Set("b", "2")
+					s.Delete("c")
+					after := s.All()
+					if v, _ := s.Get("a"); v != "1" {
+						t.Errorf("Get(a) = %q after the caller changed All's map, want 1", v)
+					}
+					seen = append(seen, fmt.Sprint(before), fmt.Sprint(after))
+				}
+			}
+			c := a.client(t)
+			c.get("/all-new")
+			c.get("/set?k=a&v=1")
+			c.get("/set?k=c&v=3")
+			c.get("/all-stored")
+			want := []string{"map[a:changed by the caller c:3]", "map[a:1 b:2]"}
+			if fmt.Sprint(seen) != fmt.Sprint(want) {
+				t.Errorf("All before and after Set and Delete = %q, want %q", seen, want)
+			}
+			if v := c.body("/get?k=written"); v != "" {
+				t.Errorf("a value written into All's map was stored: %q", v)
+			}
+			for k, want := range map[string]string{"a": "1", "b": "2", "c": ""} {
+				if v := c.body("/get?k=" + k); v != want {
+					t.Errorf("stored %s = %q, want %q", k, v, want)
+				}
+			}
+		})
+	}
+}
