@@ -152,21 +152,21 @@ func (m *Manager) client(r *http.Request) Client {
 func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session, error) {
 	env := m.env
 	s := newSession(env, m.client(r))
-	values := presentedTokens(r, env)
-	switch len(values) {
+	value, n := presentedToken(r, env)
+	switch n {
 	case 0:
 		return s, nil
 	case 1:
 	default:
 		// Two tokens: one may be planted (cookie tossing). Trusting either
 		// would let an attacker choose.
-		env.events.cookieRejected(ctx, EventCookieAmbiguous, "session cookie ambiguous", values[0], errors.New("more than one session token in the request"))
+		env.events.cookieRejected(ctx, EventCookieAmbiguous, "session cookie ambiguous", value, errors.New("more than one session token in the request"))
 		s.cookie = cookieClear
 		return s, nil
 	}
-	c, err := env.codec.decode(values[0])
+	c, err := env.codec.decode(value)
 	if err != nil {
-		env.events.cookieRejected(ctx, EventCookieRejected, "session cookie rejected", values[0], err)
+		env.events.cookieRejected(ctx, EventCookieRejected, "session cookie rejected", value, err)
 		s.cookie = cookieClear
 		return s, nil
 	}
@@ -197,24 +197,22 @@ func (m *Manager) loadFromCookie(ctx context.Context, r *http.Request) (*Session
 	return s, nil
 }
 
-// presentedTokens returns the token values r presents: its cookies of the
-// session's name, or with Options.Bearer its Authorization headers of the
-// Bearer scheme (other schemes are someone else's).
-func presentedTokens(r *http.Request, env *sessionEnv) []string {
+// presentedToken returns the first token value r presents, and how many
+// it presents: its cookies of the session's name, or with Options.Bearer
+// its Authorization headers of the Bearer scheme (other schemes are
+// someone else's).
+func presentedToken(r *http.Request, env *sessionEnv) (first string, n int) {
 	if !env.bearer {
-		cookies := r.CookiesNamed(env.codec.name)
-		values := make([]string, len(cookies))
-		for i, c := range cookies {
-			values[i] = c.Value
-		}
-		return values
+		return namedCookie(r.Header, env.codec.name)
 	}
-	var values []string
 	for _, v := range r.Header.Values("Authorization") {
 		scheme, token, _ := strings.Cut(v, " ")
 		if strings.EqualFold(scheme, "Bearer") {
-			values = append(values, strings.TrimSpace(token))
+			if n == 0 {
+				first = strings.TrimSpace(token)
+			}
+			n++
 		}
 	}
-	return values
+	return first, n
 }
