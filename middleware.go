@@ -28,8 +28,7 @@ type requestState struct {
 
 	mu      sync.Mutex
 	sess    *Session
-	started bool            // the response has started: a session loaded now can set no cookie
-	saveCtx context.Context // saveContext's, made once
+	started bool // the response has started: a session loaded now can set no cookie
 }
 
 // Value finds the state itself under its Manager's key, as
@@ -88,12 +87,7 @@ func (st *requestState) start() *Session {
 // saveContext is the request's context without its cancellation: a save
 // that has begun finishes even if the client goes away.
 func (st *requestState) saveContext() context.Context {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.saveCtx == nil {
-		st.saveCtx = context.WithoutCancel(st.Context)
-	}
-	return st.saveCtx
+	return context.WithoutCancel(st.Context)
 }
 
 // finish saves, after the handler has returned, what can still be saved.
@@ -102,7 +96,7 @@ func (st *requestState) finish() {
 	if s == nil {
 		return
 	}
-	if err := s.finish(st.saveContext()); err != nil {
+	if err := s.finish(st.saveContext); err != nil {
 		st.m.cfg.logger.ErrorContext(st.r.Context(), "session: change not saved", "error", err, "path", st.r.URL.Path)
 	}
 }
@@ -133,7 +127,7 @@ func (w *commitWriter) commit(code int) (failed bool) {
 	if code == http.StatusSwitchingProtocols {
 		h = nil // a hijacked connection sends no Set-Cookie
 	}
-	if err := s.commit(w.st.saveContext(), code, h); err != nil {
+	if err := s.commit(w.st.saveContext, code, h); err != nil {
 		w.failed = true
 		w.st.m.cfg.errorHandler(w.ResponseWriter, w.st.r, err)
 		return true

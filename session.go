@@ -331,8 +331,9 @@ func (s *Session) LogoutOthers(ctx context.Context) (int, error) {
 // status, and writes the cookie headers into h. A nil h means no header
 // can be sent (a hijacked connection): what needs a cookie is not done. A
 // 5xx saves nothing; the cookie still follows what already happened in
-// the store (a Logout). After a failed commit nothing more is saved.
-func (s *Session) commit(ctx context.Context, status int, h http.Header) error {
+// the store (a Logout). After a failed commit nothing more is saved. ctx
+// is called only for a save: most requests save nothing.
+func (s *Session) commit(ctx func() context.Context, status int, h http.Header) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.phase != phaseOpen {
@@ -360,7 +361,7 @@ func (s *Session) commit(ctx context.Context, status int, h http.Header) error {
 
 // finish saves, after the handler has returned, the values changed after
 // the response started: they need no new cookie.
-func (s *Session) finish(ctx context.Context) error {
+func (s *Session) finish(ctx func() context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.phase != phaseStarted {
@@ -372,20 +373,20 @@ func (s *Session) finish(ctx context.Context) error {
 
 // saveLocked carries out what is pending. Without canSetCookie, only a
 // stored session's values can be saved.
-func (s *Session) saveLocked(ctx context.Context, canSetCookie bool) error {
+func (s *Session) saveLocked(ctx func() context.Context, canSetCookie bool) error {
 	if p := s.pending; p != nil {
 		s.pending = nil
 		if !canSetCookie {
 			s.clearPending()
 			return fmt.Errorf("%w: a Login or Renew needs a cookie, and none can be sent", ErrHeadersWritten)
 		}
-		return s.rotateLocked(ctx, p)
+		return s.rotateLocked(ctx(), p)
 	}
 	switch {
 	case len(s.set) == 0 && len(s.del) == 0:
 		return nil
 	case s.stored:
-		return s.updateLocked(ctx)
+		return s.updateLocked(ctx())
 	case len(s.values) == 0:
 		s.clearPending() // set, then deleted again: nothing to keep
 		return nil
@@ -393,7 +394,7 @@ func (s *Session) saveLocked(ctx context.Context, canSetCookie bool) error {
 		s.clearPending()
 		return fmt.Errorf("%w: a new session's values were set after the response started and are not saved", ErrHeadersWritten)
 	}
-	return s.createLocked(ctx)
+	return s.createLocked(ctx())
 }
 
 // writeCookie adds the Set-Cookie the session's state calls for, if any.
