@@ -2,6 +2,7 @@ package session
 
 import (
 	"net/http"
+	"net/textproto"
 	"strings"
 )
 
@@ -32,16 +33,16 @@ func namedCookie(h http.Header, name string) (first string, n int) {
 		return cookies[0].Value, len(cookies)
 	}
 	for _, line := range lines {
-		line = trimHeaderSpace(line)
+		line = textproto.TrimString(line)
 		for len(line) > 0 {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			part = trimHeaderSpace(part)
+			part = textproto.TrimString(part)
 			if part == "" {
 				continue
 			}
 			k, v, _ := strings.Cut(part, "=")
-			if trimHeaderSpace(k) != name {
+			if textproto.TrimString(k) != name {
 				continue
 			}
 			v, ok := cookieValue(v)
@@ -73,17 +74,4 @@ func cookieValue(raw string) (string, bool) {
 		}
 	}
 	return raw, true
-}
-
-// trimHeaderSpace is textproto.TrimString: s without leading and trailing
-// ASCII space, tab, CR and LF.
-func trimHeaderSpace(s string) string {
-	isSpace := func(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
-	for len(s) > 0 && isSpace(s[0]) {
-		s = s[1:]
-	}
-	for len(s) > 0 && isSpace(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	return s
 }

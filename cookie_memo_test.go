@@ -10,10 +10,7 @@ import (
 func TestARememberedCookieExpiresWhenSecurecookieWouldRefuseIt(t *testing.T) {
 	t.Parallel()
 	cc := fuzzCodec(t)
-	v, err := cc.encode("alice", token{9})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := encoded(t, cc, "alice", token{9})
 	if _, err := cc.decode(v); err != nil {
 		t.Fatalf("a fresh cookie: %v", err)
 	}
@@ -41,10 +38,7 @@ func TestOnlyCookiesThatVerifiedAreRemembered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := other.encode("alice", token{1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	forged := encoded(t, other, "alice", token{1})
 	for _, v := range []string{forged, "junk", forged[:len(forged)-2]} {
 		if _, err := cc.decode(v); err == nil {
 			t.Fatalf("%q opened under the wrong secret", v)
@@ -58,10 +52,7 @@ func TestOnlyCookiesThatVerifiedAreRemembered(t *testing.T) {
 func TestARememberedCookieKeepsWhatTheSecretsSaidOfIt(t *testing.T) {
 	t.Parallel()
 	old := fuzzCodec(t)
-	v, err := old.encode("bob", token{2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := encoded(t, old, "bob", token{2})
 	rotated, err := newCookieCodec([][]byte{[]byte("the newer secret, at least 32 bytes"), []byte("fuzzing secret, at least 32 bytes long")}, old.options, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -96,4 +87,14 @@ func TestTheCookieMemoryIsBoundedAndKeepsNoRequestMemory(t *testing.T) {
 	if total > memoShards*memoShardSize {
 		t.Errorf("the memory holds %d values, want at most %d", total, memoShards*memoShardSize)
 	}
+}
+
+// encoded is cc's cookie value for userID and tok.
+func encoded(t *testing.T, cc *cookieCodec, userID string, tok token) string {
+	t.Helper()
+	v, err := cc.encode(userID, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
